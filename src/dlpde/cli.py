@@ -1,0 +1,223 @@
+"""The ``dlpde`` command: list, run, cite and tour the studies.
+
+    dlpde list
+    dlpde run hjb.crossing --preset quick --device auto --seed 0 --out runs/ --set width=128
+    dlpde cite hjb.crossing
+    dlpde tour
+
+Bad input (unknown study, preset or key, a bad value) is a one-line error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__
+from ._registry import THREADS, discover_studies
+from .shared.studies import PRESETS, ConfigError, execute, flatten_metrics
+
+
+class UsageError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dlpde", description="Studies of the dlpde workbench: deep learning "
+                     "and PDEs (Hamilton-Jacobi, symmetry, mean-field, NTK, inverse problems).")
+    parser.add_argument("--version", action="version", version=f"dlpde {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.add_parser("list", help="list the studies with one-line descriptions")
+
+    run = sub.add_parser("run", help="run one study and write its run folder")
+    run.add_argument("name", help="study name, e.g. hjb.crossing (see `dlpde list`)")
+    _common(run)
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config value (repeatable); lists are comma-separated")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the latest run folder of this study/preset/seed")
+
+    cite = sub.add_parser("cite", help="print the BibTeX of every method a study uses")
+    cite.add_argument("name", help="study name")
+
+    tour = sub.add_parser("tour", help="run the headline study of each thread; one report")
+    _common(tour)
+    return parser
+
+
+def _common(p):
+    p.add_argument("--preset", default="quick", help=f"one of {', '.join(PRESETS)} (default quick)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.add_argument("--seed", default=0, type=_seed, help="random seed (default 0)")
+    p.add_argument("--out", default="runs", help="folder for run folders (default runs/)")
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _get(studies, name):
+    if name not in studies:
+        raise UsageError(f"unknown study {name!r}; available: {', '.join(studies) or 'none'}")
+    return studies[name]
+
+
+def _cmd_list(studies) -> int:
+    width = max((len(n) for n in studies), default=10)
+    for thread in THREADS:
+        names = [n for n, s in studies.items() if s.thread == thread]
+        if not names:
+            print(f"{thread:<{width}}  (no study yet)")
+    for name, study in studies.items():
+        mark = "*" if study.in_tour else " "
+        print(f"{name:<{width}} {mark} {study.description}")
+    print("\n* in `dlpde tour`. Presets: smoke (seconds), quick (<= 3 min), full (<= 30 min), "
+          "paper (GPU).")
+    return 0
+
+
+def _print_metrics(metrics):
+    for key, value in flatten_metrics(metrics).items():
+        if isinstance(value, float):
+            value = f"{value:.6g}"
+        elif isinstance(value, list) and len(value) > 6:
+            continue
+        print(f"  {key}: {value}")
+
+
+def _cmd_run(studies, args) -> int:
+    study = _get(studies, args.name)
+    run, metrics = execute(study, args.preset, args.set, args.seed, args.device, args.out,
+                           resume=args.resume)
+    print(f"{study.name} ({args.preset}) -> {run.path}")
+    _print_metrics(metrics)
+    return 0
+
+
+def _cmd_cite(studies, args) -> int:
+    from .shared.citations import cite
+
+    study = _get(studies, args.name)
+    sys.stdout.write(cite(*study.citations))
+    return 0
+
+
+def _embed_images(markdown: str, folder: Path) -> str:
+    """Markdown (the subset our reports use) to HTML with PNG figures embedded as data URIs."""
+    out, in_table = [], False
+    for line in markdown.splitlines():
+        image = re.match(r"!\[(.*)\]\((.*\.png)\)", line)
+        if image:
+            path = folder / image.group(2)
+            data = base64.b64encode(path.read_bytes()).decode() if path.exists() else ""
+            out.append(f'<figure><img alt="{html.escape(image.group(1))}" '
+                       f'src="data:image/png;base64,{data}" style="max-width:100%"></figure>')
+            continue
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= set("-: ") for c in cells):
+                continue
+            if not in_table:
+                out.append("<table>")
+                in_table = True
+            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        heading = re.match(r"(#+) (.*)", line)
+        if heading:
+            level = len(heading.group(1))
+            out.append(f"<h{level}>{html.escape(heading.group(2))}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    return "\n".join(out)
+
+
+def _cmd_tour(studies, args) -> int:
+    tour = [s for s in studies.values() if s.in_tour]
+    folder = Path(args.out) / f"tour-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    md = [f"# dlpde tour ({args.preset} preset, seed {args.seed})", ""]
+    html_parts = []
+    missing = [t for t in THREADS if not any(s.thread == t for s in tour)]
+    if missing:
+        note = "Threads with no study yet: " + ", ".join(missing) + "."
+        print(note)
+        md += [note, ""]
+    failures = 0
+    for study in tour:
+        print(f"== {study.name}: {study.description}", flush=True)
+        start = time.perf_counter()
+        try:
+            run, metrics = execute(study, args.preset, (), args.seed, args.device, folder,
+                                   folder=folder / study.name)
+        except ConfigError:
+            raise
+        except Exception as error:  # a failing study must not hide the others' results
+            failures += 1
+            traceback.print_exc()
+            md += [f"## {study.name}", "", f"FAILED: {type(error).__name__}: {error}", ""]
+            continue
+        seconds = time.perf_counter() - start
+        print(f"   done in {seconds:.0f} s -> {run.path}")
+        report = (run.path / "report.md").read_text()
+        relinked = re.sub(r"!\[(.*)\]\((.*\.png)\)",
+                          lambda m: f"![{m.group(1)}]({study.name}/{m.group(2)})", report)
+        md += [relinked.replace("\n# ", "\n## ", 1).replace("# ", "## ", 1), ""]
+        html_parts.append(_embed_images(report, run.path))
+    (folder / "report.md").write_text("\n".join(md))
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>dlpde tour</title>"
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}"
+            "td{border:1px solid #ccc;padding:2px 6px}table{border-collapse:collapse}</style>"
+            "</head><body>" + _embed_images("\n".join(md[:3]), folder) + "\n<hr>\n".join(html_parts)
+            + "</body></html>")
+    (folder / "report.html").write_text(page)
+    print(f"tour report: {folder / 'report.html'} and {folder / 'report.md'}")
+    return 1 if failures else 0
+
+
+def main(argv=None, extra_modules=()) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        if getattr(args, "preset", "quick") not in PRESETS:
+            raise UsageError(f"unknown preset {args.preset!r}; allowed: {', '.join(PRESETS)}")
+        studies = discover_studies(extra_modules)
+        handler = {"list": lambda: _cmd_list(studies), "run": lambda: _cmd_run(studies, args),
+                   "cite": lambda: _cmd_cite(studies, args),
+                   "tour": lambda: _cmd_tour(studies, args)}[args.command]
+        return handler()
+    except (UsageError, ConfigError) as error:
+        print(f"dlpde: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dlpde: interrupted; finished work is kept (use --resume to continue)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

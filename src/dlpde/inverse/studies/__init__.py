@@ -1,0 +1,1 @@
+"""Studies of the inverse thread: one module per study, each defining a module-level ``STUDY``."""

@@ -1,0 +1,3 @@
+"""dlpde.meanfield (public names are re-exported here as the thread is built)."""
+
+__all__: list[str] = []

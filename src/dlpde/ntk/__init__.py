@@ -1,0 +1,3 @@
+"""dlpde.ntk (public names are re-exported here as the thread is built)."""
+
+__all__: list[str] = []

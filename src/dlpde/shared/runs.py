@@ -1,0 +1,233 @@
+"""Run folders, provenance and atomic writes.
+
+Every file a run writes goes through a temporary file in the same folder followed by
+``os.replace``, so a crash or Ctrl-C never leaves a half-written file behind.
+
+A run folder (``RunDir``) holds ``config.json``, ``env.json`` (versions, device, git commit,
+seed, command line), ``metrics.json``, histories as CSV, arrays as NPZ, figures as PNG and PDF,
+``report.md`` and ``references.bib``. ``RunDir.cached(key, compute)`` stores the result of a
+finished piece of work so that a resumed run reuses it instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "to_jsonable",
+    "environment_info",
+    "RunDir",
+]
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    return atomic_write_bytes(text.encode("utf-8"), path)
+
+
+def to_jsonable(value):
+    """Convert tensors, arrays, numpy scalars, dataclasses, paths and tuples to JSON types.
+
+    Non-finite floats become the strings ``"nan"``, ``"inf"``, ``"-inf"`` (valid JSON).
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (torch.dtype, torch.device)):
+        return str(value)
+    return value
+
+
+def atomic_write_json(obj, path: str | os.PathLike) -> Path:
+    return atomic_write_text(json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n", path)
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(buffer.getvalue(), path)
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    commit = out.stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+
+
+def environment_info(device=None, seed=None) -> dict:
+    """Provenance of a run: versions, device, git commit, seed, command line, host and time."""
+    import dlpde
+
+    info = {
+        "dlpde": dlpde.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "git_commit": _git_commit(),
+        "seed": seed,
+        "device": str(device) if device is not None else None,
+        "cuda_available": torch.cuda.is_available(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "command": sys.argv,
+        "host": socket.gethostname(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if device is not None and torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    try:
+        import scipy
+
+        info["scipy"] = scipy.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return info
+
+
+class RunDir:
+    """A run folder and the helpers a study uses to write into it.
+
+    ``path``: the folder. ``resume``: whether an earlier attempt's finished work may be reused.
+    Studies write figures with ``save_figure``, arrays with ``save_arrays``, histories with
+    ``write_csv``, and add prose to the report with ``add_section``; the runner writes
+    ``config.json``, ``env.json``, ``metrics.json``, ``report.md`` and ``references.bib``.
+    """
+
+    def __init__(self, path: str | os.PathLike, resume: bool = False):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.resume = resume
+        self.sections: list[tuple[str, str]] = []
+        self.figures: list[tuple[str, str]] = []
+
+    def __fspath__(self):
+        return str(self.path)
+
+    def __truediv__(self, other):
+        return self.path / other
+
+    def __repr__(self):
+        return f"RunDir({str(self.path)!r}, resume={self.resume})"
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_json(self, name: str, obj) -> Path:
+        return atomic_write_json(obj, self.path / name)
+
+    def write_text(self, name: str, text: str) -> Path:
+        return atomic_write_text(text, self.path / name)
+
+    def write_csv(self, name: str, rows: Iterable[Mapping]) -> Path:
+        """Rows of dicts as CSV (the union of keys as columns, in first-seen order)."""
+        rows = [to_jsonable(dict(r)) for r in rows]
+        columns: list[str] = []
+        for r in rows:
+            columns.extend(k for k in r if k not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return atomic_write_text(buffer.getvalue(), self.path / name)
+
+    def save_arrays(self, name: str, **arrays) -> Path:
+        """Arrays (tensors or NumPy) as one NPZ file."""
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **{
+            k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v))
+            for k, v in arrays.items()})
+        return atomic_write_bytes(buffer.getvalue(), self.path / (name if name.endswith(".npz")
+                                                                 else name + ".npz"))
+
+    def save_figure(self, fig, name: str, caption: str = "") -> list[Path]:
+        """Save a matplotlib figure as PNG and PDF and list it in the report."""
+        from .plotting import save_figure
+
+        paths = save_figure(fig, self.path / name)
+        self.figures.append((paths[0].name, caption))
+        return paths
+
+    def add_section(self, title: str, markdown: str) -> None:
+        """A section of prose or a table (Markdown) for ``report.md``."""
+        self.sections.append((title, markdown))
+
+    def checkpoint_path(self, name: str) -> Path:
+        folder = self.path / "checkpoints"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{name}.pt"
+
+    def cached(self, key: str, compute: Callable[[], object]):
+        """Return ``compute()``, stored under ``cache/<key>.pt``; reused when resuming.
+
+        The value may be any ``torch.save``-able object (dicts of tensors and floats). A piece
+        of work finished before a crash is thus never redone by ``--resume``.
+        """
+        folder = self.path / "cache"
+        folder.mkdir(exist_ok=True)
+        target = folder / f"{key}.pt"
+        if self.resume and target.exists():
+            return torch.load(target, map_location="cpu", weights_only=False)
+        value = compute()
+        atomic_torch_save(value, target)
+        return value
