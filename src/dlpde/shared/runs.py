@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -156,10 +156,11 @@ class RunDir:
     ``config.json``, ``env.json``, ``metrics.json``, ``report.md`` and ``references.bib``.
     """
 
-    def __init__(self, path: str | os.PathLike, resume: bool = False):
+    def __init__(self, path: str | os.PathLike, resume: bool = False, engine=None):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.resume = resume
+        self.engine = engine
         self.sections: list[tuple[str, str]] = []
         self.figures: list[tuple[str, str]] = []
 
@@ -216,6 +217,43 @@ class RunDir:
         folder = self.path / "checkpoints"
         folder.mkdir(exist_ok=True)
         return folder / f"{name}.pt"
+
+    def map(self, function: Callable, tasks: Sequence, keys: Sequence[str] | None = None,
+            desc: str = "tasks") -> list:
+        """``[function(task) for task in tasks]``, each result cached, possibly in parallel.
+
+        For studies whose work is a grid of independent points (widths x alphas, models x
+        training-set sizes). ``function`` must be a module-level (picklable) function of one
+        picklable task that derives all its randomness from the task itself (e.g. a seed in
+        it), so that every engine gives identical results. Results are stored under
+        ``cache/<key>.pt`` as they finish (keys default to ``task-<index>``): a resumed run
+        skips finished tasks. The engine (``self.engine``; in-process and serial by default,
+        a process pool or Ray when the runner is given ``--engine``) decides where tasks run.
+        """
+        tasks = list(tasks)
+        keys = [f"task-{i}" for i in range(len(tasks))] if keys is None else list(keys)
+        if len(keys) != len(tasks) or len(set(keys)) != len(keys):
+            raise ValueError("keys must be unique and as many as tasks")
+        folder = self.path / "cache"
+        folder.mkdir(exist_ok=True)
+        results: dict[int, object] = {}
+        todo = []
+        for i, key in enumerate(keys):
+            target = folder / f"{key}.pt"
+            if self.resume and target.exists():
+                results[i] = torch.load(target, map_location="cpu", weights_only=False)
+            else:
+                todo.append(i)
+        engine = self.engine
+        if engine is None:
+            from .engines import InlineEngine
+
+            engine = InlineEngine()
+        for i, value in engine.map(function, [tasks[i] for i in todo], desc=desc,
+                                   indices=todo):
+            atomic_torch_save(value, folder / f"{keys[i]}.pt")
+            results[i] = value
+        return [results[i] for i in range(len(tasks))]
 
     def cached(self, key: str, compute: Callable[[], object]):
         """Return ``compute()``, stored under ``cache/<key>.pt``; reused when resuming.
