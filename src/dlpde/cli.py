@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
     tour = sub.add_parser("tour", help="run the headline study of each thread; one report")
     _common(tour)
+    tour.add_argument("--only", default="", metavar="NAMES",
+                      help="comma-separated study names: run only these of the tour's studies")
     return parser
 
 
@@ -155,6 +157,13 @@ def _embed_images(markdown: str, folder: Path) -> str:
 
 def _cmd_tour(studies, args) -> int:
     tour = [s for s in studies.values() if s.in_tour]
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in {s.name for s in tour}]
+        if unknown:
+            raise UsageError(f"--only: {', '.join(unknown)} not in the tour; tour studies: "
+                             f"{', '.join(s.name for s in tour) or 'none'}")
+        tour = [s for s in tour if s.name in wanted]
     folder = Path(args.out) / f"tour-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     md = [f"# dlpde tour ({args.preset} preset, seed {args.seed})", ""]

@@ -192,7 +192,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 loss, metrics = _unpack(loss_fn(step))
                 if not bool(torch.isfinite(loss.detach())):
-                    raise NonFiniteLossError(f"loss is {float(loss)} at step {step}")
+                    raise NonFiniteLossError(f"loss is {float(loss.detach())} at step {step}")
                 loss.backward()
                 metrics_holder["loss"] = loss.detach()
                 metrics_holder["metrics"] = metrics

@@ -1,0 +1,88 @@
+"""The training loop: converges to a closed form, guards NaNs, resumes exactly, stops early."""
+
+import pytest
+import torch
+
+from dlpde.shared import NonFiniteLossError, make_generator, train
+
+DT = torch.float64
+
+
+def regression_problem(seed=0):
+    g = make_generator(seed)
+    x = torch.randn(64, 3, generator=g, dtype=DT)
+    y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=DT) + 0.1 * torch.randn(64, generator=g, dtype=DT)
+    return x, y
+
+
+@pytest.mark.parametrize("optimizer,steps,lr", [("adam", 600, 0.05), ("lbfgs", 20, 1.0), ("sgd", 400, 0.1)])
+def test_converges_to_least_squares(optimizer, steps, lr):
+    x, y = regression_problem()
+    w = torch.zeros(3, dtype=DT, requires_grad=True)
+    history = train([w], lambda step: ((x @ w - y) ** 2).mean(), steps, optimizer=optimizer, lr=lr,
+                    progress=False)
+    exact = torch.linalg.lstsq(x, y[:, None]).solution[:, 0]
+    torch.testing.assert_close(w.detach(), exact, rtol=1e-4, atol=1e-4)
+    assert history[-1]["loss"] <= history[0]["loss"]
+
+
+def test_nan_guard_names_the_step(tmp_path):
+    w = torch.ones(2, dtype=DT, requires_grad=True)
+
+    def loss_fn(step):
+        return (w**2).sum() * (float("nan") if step == 7 else 1.0)
+
+    with pytest.raises(NonFiniteLossError, match="step 7"):
+        train([w], loss_fn, 20, progress=False, checkpoint=tmp_path / "c.pt")
+    saved = torch.load(tmp_path / "c.pt", weights_only=False)
+    assert saved["step"] == 7  # the last good state is kept
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    x, y = regression_problem(1)
+
+    def run(checkpoint, steps, crash_at=None):
+        torch_model = torch.nn.Linear(3, 1).double()
+        with torch.no_grad():
+            torch_model.weight.zero_()
+            torch_model.bias.zero_()
+        g = make_generator(5)
+
+        def loss_fn(step):
+            if crash_at is not None and step == crash_at:
+                raise KeyboardInterrupt
+            idx = torch.randint(0, 64, (16,), generator=g)
+            return ((torch_model(x[idx])[:, 0] - y[idx]) ** 2).mean()
+
+        history = train(torch_model, loss_fn, steps, lr=0.05, schedule="cosine", checkpoint=checkpoint,
+                        checkpoint_every=3, generators=[g], progress=False)
+        return torch_model, history
+
+    reference, ref_history = run(tmp_path / "a.pt", 40)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "b.pt", 40, crash_at=23)
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["step"] == 23
+    resumed, history = run(tmp_path / "b.pt", 40)
+    torch.testing.assert_close(resumed.weight, reference.weight, rtol=0, atol=0)
+    assert [h["loss"] for h in history] == [h["loss"] for h in ref_history]
+
+
+def test_callback_stops_early_and_metrics_recorded():
+    w = torch.ones(2, dtype=DT, requires_grad=True)
+    history = train([w], lambda s: ((w**2).sum(), {"norm": w.norm()}), 100, lr=0.1, progress=False,
+                    callback=lambda step, record: step >= 9)
+    assert len(history) == 10 and "norm" in history[0]
+
+
+def test_bad_inputs():
+    w = torch.ones(2, dtype=DT, requires_grad=True)
+    with pytest.raises(ValueError, match="optimizer"):
+        train([w], lambda s: w.sum(), 1, optimizer="newton", progress=False)
+    with pytest.raises(ValueError, match="schedule"):
+        train([w], lambda s: w.sum(), 1, schedule="linear", progress=False)
+    with pytest.raises(ValueError, match="requires_grad"):
+        train([torch.ones(2)], lambda s: w.sum(), 1, progress=False)
+    with pytest.raises(ValueError, match="scalar"):
+        train([w], lambda s: w, 1, progress=False)
+    with pytest.raises(ValueError, match="steps"):
+        train([w], lambda s: w.sum(), -1, progress=False)
