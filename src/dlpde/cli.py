@@ -47,6 +47,29 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a config value (repeatable); lists are comma-separated")
     run.add_argument("--resume", action="store_true",
                      help="continue the latest run folder of this study/preset/seed")
+    _engine_options(run, default="inline",
+                    what="where the study's independent grid points run (inline: in this process)")
+
+    sweep = sub.add_parser("sweep", help="run a study over grids of config values and seeds")
+    sweep.add_argument("name", nargs="?", help="study name (or give it in --file)")
+    sweep.add_argument("--file", help="a TOML sweep file (flags given here override it)")
+    sweep.add_argument("--preset", default=None, help=f"one of {', '.join(PRESETS)} (default quick)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                       help="a config key and its values (repeatable: the Cartesian product is run)")
+    sweep.add_argument("--seeds", default=None, help="seeds, e.g. 0-9 or 0,3,5 (default 0)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="a fixed override for every trial (repeatable)")
+    sweep.add_argument("--device", default=None, help="auto, cpu or cuda (resolved on each worker)")
+    sweep.add_argument("--out", default=None, help="sweep folder (default sweeps/<study>)")
+    sweep.add_argument("--retries", type=int, default=None, help="retries of a failing trial (default 1)")
+    sweep.add_argument("--metric", default=None, help="metric to plot when the sweep ends")
+    _engine_options(sweep, default=None, what="local (process pool, default) or ray")
+
+    plot = sub.add_parser("sweep-plot", help="plot a metric of a sweep (line plot or heatmap)")
+    plot.add_argument("folder", help="the sweep folder (holding summary.csv)")
+    plot.add_argument("--metric", required=True, help="the metric to plot")
+    plot.add_argument("--x", default=None, help="grid key on the x axis (default: the first)")
+    plot.add_argument("--y", default=None, help="grid key on the y axis of a heatmap")
 
     cite = sub.add_parser("cite", help="print the BibTeX of every method a study uses")
     cite.add_argument("name", help="study name")
@@ -63,6 +86,26 @@ def _common(p):
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--seed", default=0, type=_seed, help="random seed (default 0)")
     p.add_argument("--out", default="runs", help="folder for run folders (default runs/)")
+
+
+def _engine_options(p, default, what):
+    p.add_argument("--engine", default=default, help=f"inline, local or ray: {what}")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster address (e.g. ray://head:10001 or auto); default: start Ray here")
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="parallel workers (local: processes, default one per core)")
+    p.add_argument("--cpus-per-task", type=_positive, default=1, dest="cpus_per_task",
+                   help="CPUs (torch threads) per task or trial (default 1)")
+
+
+def _positive(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _seed(text):
@@ -104,10 +147,20 @@ def _print_metrics(metrics):
         print(f"  {key}: {value}")
 
 
+def _make_engine(args):
+    from .shared.engines import make_engine
+
+    try:
+        return make_engine(args.engine, args.address, args.workers, args.cpus_per_task,
+                           1 if args.device == "cuda" else 0)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
 def _cmd_run(studies, args) -> int:
     study = _get(studies, args.name)
     run, metrics = execute(study, args.preset, args.set, args.seed, args.device, args.out,
-                           resume=args.resume)
+                           resume=args.resume, engine=_make_engine(args))
     print(f"{study.name} ({args.preset}) -> {run.path}")
     _print_metrics(metrics)
     return 0
@@ -118,6 +171,69 @@ def _cmd_cite(studies, args) -> int:
 
     study = _get(studies, args.name)
     sys.stdout.write(cite(*study.citations))
+    return 0
+
+
+def _cmd_sweep(args, extra_modules) -> int:
+    from .sweep import SweepSpec, load_sweep_file, parse_grid, parse_seeds, plot_sweep, run_sweep
+
+    values = load_sweep_file(args.file) if args.file else {}
+    if args.name:
+        values["study"] = args.name
+    if "study" not in values:
+        raise UsageError("sweep needs a study name (argument or 'study' in --file)")
+    values["grid"] = {**values.get("grid", {}), **parse_grid(args.grid)}
+    values["fixed"] = {**values.get("fixed", {}),
+                       **{k: v for k, v in (_split_set(item) for item in args.set)}}
+    for key in ("preset", "device", "out", "retries", "metric", "engine", "address", "workers"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.seeds is not None:
+        values["seeds"] = parse_seeds(args.seeds)
+    values["cpus_per_trial"] = args.cpus_per_task
+    values.setdefault("out", str(Path("sweeps") / values["study"]))
+    values.setdefault("engine", "local")
+    if values.get("preset", "quick") not in PRESETS:
+        raise UsageError(f"unknown preset {values['preset']!r}; allowed: {', '.join(PRESETS)}")
+    if values["engine"] not in ("local", "ray", "inline"):
+        raise UsageError(f"engine must be local or ray, got {values['engine']!r}")
+    spec = SweepSpec(**values)
+    out, rows = run_sweep(spec, extra_modules)
+    finished = sum(r["status"] == "finished" for r in rows)
+    failed = [r for r in rows if r["status"] == "failed"]
+    print(f"sweep {spec.study}: {finished}/{len(rows)} trials finished, {len(failed)} failed -> "
+          f"{out / 'summary.csv'}")
+    for row in failed:
+        print(f"  failed {row['trial']}: {row['error']}")
+    metric = spec.metric or _first_metric(rows, spec)
+    if metric and finished:
+        paths = plot_sweep(out, metric)
+        print(f"plot of {metric}: {paths[0]}")
+    return 1 if failed else 0
+
+
+def _split_set(item):
+    if "=" not in item:
+        raise UsageError(f"--set expects key=value, got {item!r}")
+    key, value = item.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def _first_metric(rows, spec):
+    skip = {"trial", "seed", "status", "attempts", "seconds", "error", *spec.grid}
+    for row in rows:
+        if row["status"] == "finished":
+            for key, value in row.items():
+                if key not in skip and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    return key
+    return None
+
+
+def _cmd_sweep_plot(args) -> int:
+    from .sweep import plot_sweep
+
+    paths = plot_sweep(args.folder, args.metric, args.x, args.y)
+    print(f"{paths[0]}\n{paths[1]}")
     return 0
 
 
@@ -212,8 +328,12 @@ def main(argv=None, extra_modules=()) -> int:
         if args.command is None:
             parser.print_help()
             return 0
-        if getattr(args, "preset", "quick") not in PRESETS:
+        if getattr(args, "preset", None) not in (None, *PRESETS):
             raise UsageError(f"unknown preset {args.preset!r}; allowed: {', '.join(PRESETS)}")
+        if args.command == "sweep":
+            return _cmd_sweep(args, extra_modules)
+        if args.command == "sweep-plot":
+            return _cmd_sweep_plot(args)
         studies = discover_studies(extra_modules)
         handler = {"list": lambda: _cmd_list(studies), "run": lambda: _cmd_run(studies, args),
                    "cite": lambda: _cmd_cite(studies, args),

@@ -240,12 +240,14 @@ def render_report(study: Study, config, metrics: Mapping, run: RunDir, seconds: 
 
 def execute(study: Study, preset: str = "quick", overrides=(), seed: int = 0,
             device: str = "auto", out: str | Path = "runs", resume: bool = False,
-            folder: str | Path | None = None):
+            folder: str | Path | None = None, engine=None):
     """Run ``study`` and write its run folder; return ``(run_dir, metrics)``.
 
     The folder is ``<out>/<study>/<preset>-seed<seed>`` (``-2``, ``-3``, ... when it exists);
     with ``resume=True`` the latest such folder is reused: a finished run returns its metrics,
     an unfinished one continues, reusing the work it cached (``RunDir.cached``, checkpoints).
+    ``engine`` (see ``dlpde.shared.engines``) runs the independent tasks the study hands to
+    ``RunDir.map``; by default they run serially in this process.
     """
     from .device import resolve_device
 
@@ -256,7 +258,7 @@ def execute(study: Study, preset: str = "quick", overrides=(), seed: int = 0,
     config = make_config(study, preset, overrides, seed, resolved.type)
     base = Path(out) / study.name / f"{preset}-seed{config.seed}"
     path = Path(folder) if folder is not None else _next_folder(base, resume)
-    run = RunDir(path, resume=resume)
+    run = RunDir(path, resume=resume, engine=engine)
     config_json = to_jsonable(config)
     if resume and (path / "config.json").exists():
         import json
