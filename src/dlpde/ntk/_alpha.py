@@ -1,0 +1,200 @@
+"""The alpha-scaled model between lazy (NTK) and mean-field training, and training it side by
+side with its linearisation.
+
+Chizat, Oyallon & Bach (2019): for a model ``f(w)`` and ``alpha > 0``, train
+``g(w) = alpha (f(w) - f(w_0))`` on ``R(g) / alpha^2``. As ``alpha -> infinity`` the weights move
+by O(1/alpha) and ``g`` follows its linearisation (lazy training, the NTK regime); small
+``alpha`` gives feature learning. For a two-layer network of width ``m`` in NTK
+parameterisation, ``alpha = 1/sqrt(m)`` is the mean-field scaling (Mei et al. 2018): the width
+family ``f_gamma(x) = m^{-gamma} sum_j a_j phi(w_j . x / sqrt(d))`` equals ``alpha`` times the
+NTK-parameterised network with ``alpha = m^{1/2 - gamma}`` (gamma = 1/2: NTK; gamma = 1:
+mean-field). Geiger et al. (2020) find the crossover at ``alpha* ~ m^{-1/2}``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+
+import torch
+from torch import func as tfunc
+from torch import nn
+
+from dlpde.shared import make_generator, train
+
+from ._diagnostics import (
+    _flat_jacobian,
+    kernel_target_alignment,
+    linearization_distance,
+    relative_kernel_drift,
+    relative_weight_movement,
+)
+from ._empirical import empirical_ntk, functional_model
+
+__all__ = ["AlphaScaled", "TwoLayerNetwork", "train_with_linearization"]
+
+
+class AlphaScaled(nn.Module):
+    """``g(x) = alpha (f(x; w) - f(x; w_0))`` with ``w_0`` the parameters at construction, and its
+    loss ``(1 / (2 N alpha^2)) sum (g - y)^2`` (``N = y.numel()``; Chizat et al. 2019).
+
+    The trainable parameters are those of ``model``; ``w_0`` is kept as buffers, so
+    ``empirical_ntk(AlphaScaled(...))`` is ``alpha^2`` times the NTK of ``model``.
+    """
+
+    def __init__(self, model: nn.Module, alpha: float):
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
+            raise ValueError(f"alpha must be a positive finite number, got {alpha!r}")
+        self.model = model
+        self.alpha = float(alpha)
+        self._names = {}
+        for name, value in model.named_parameters():
+            buffer = "initial_" + re.sub(r"\W", "_", name)
+            self.register_buffer(buffer, value.detach().clone())
+            self._names[name] = buffer
+
+    def initial_parameters(self) -> dict:
+        return {name: getattr(self, buffer) for name, buffer in self._names.items()}
+
+    def forward(self, x):
+        initial = tfunc.functional_call(self.model, self.initial_parameters(), (x,))
+        return self.alpha * (self.model(x) - initial.detach())
+
+    def loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``(1 / (2 N alpha^2)) sum (prediction - target)^2``."""
+        return ((prediction - target.reshape(prediction.shape)) ** 2).sum() / (
+            2 * target.numel() * self.alpha**2)
+
+
+_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "erf": torch.erf}
+
+
+class TwoLayerNetwork(nn.Module):
+    """``f(x) = m^{-gamma} sum_j a_j phi(w_j . x / sqrt(d) + b_j)`` with ``a, w, b ~ N(0, 1)``
+    (biases optional); ``gamma = output_exponent`` (1/2: NTK parameterisation, 1: mean-field).
+
+    ``symmetric=True`` duplicates the neurons with opposite output weights (``m`` must be even),
+    so that ``f(w_0) = 0`` exactly (Chizat et al. 2019). ``init_scale`` multiplies all initial
+    weights. Parameters are drawn from ``seed`` (in float64 on the CPU, then cast).
+    """
+
+    def __init__(self, input_dim: int, width: int, activation: str | Callable = "tanh",
+                 output_exponent: float = 0.5, bias: bool = False, symmetric: bool = False,
+                 init_scale: float = 1.0, seed: int | torch.Generator = 0,
+                 dtype: torch.dtype = torch.float64, device="cpu"):
+        super().__init__()
+        if not isinstance(width, int) or width < 1 or (symmetric and width % 2):
+            raise ValueError(f"width must be a positive int (even if symmetric), got {width!r}")
+        if not isinstance(input_dim, int) or input_dim < 1:
+            raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
+        if isinstance(activation, str) and activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)} or a callable, "
+                             f"got {activation!r}")
+        self.activation = _ACTIVATIONS[activation] if isinstance(activation, str) else activation
+        self.input_dim, self.width, self.output_exponent = input_dim, width, float(output_exponent)
+        g = make_generator(seed, "cpu")
+        half = width // 2 if symmetric else width
+
+        def draw(*shape):
+            return init_scale * torch.randn(*shape, generator=g, dtype=torch.float64)
+
+        w, a = draw(half, input_dim), draw(half)
+        b = draw(half) if bias else None
+        if symmetric:
+            w, a = torch.cat([w, w]), torch.cat([a, -a])
+            b = None if b is None else torch.cat([b, b])
+        self.input_weight = nn.Parameter(w.to(device=device, dtype=dtype))
+        self.output_weight = nn.Parameter(a.to(device=device, dtype=dtype))
+        self.bias = None if b is None else nn.Parameter(b.to(device=device, dtype=dtype))
+
+    def forward(self, x):
+        z = x @ self.input_weight.T / math.sqrt(self.input_dim)
+        if self.bias is not None:
+            z = z + self.bias
+        return self.activation(z) @ self.output_weight / self.width**self.output_exponent
+
+
+def _kernel(f, params, x):
+    return empirical_ntk(f, x, params=params, method="jacobian").detach()
+
+
+def train_with_linearization(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
+                             steps: int, learning_rate: float, alpha: float = 1.0,
+                             x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None,
+                             record_every: int = 100, checkpoint=None, resume: bool = True,
+                             progress: bool = False, desc: str = "lazy vs active") -> dict:
+    """Train ``AlphaScaled(model, alpha)`` and its linearisation around the same ``w_0`` side by
+    side by full-batch gradient descent (``dlpde.shared.train``, optimizer 'sgd', no momentum)
+    on ``(1/(2 N alpha^2)) sum (g(X) - y)^2``.
+
+    Every ``record_every`` steps (and at the end) the history records, for step ``t``: train and
+    test losses of both models (``(1/2N) sum (g - y)^2``), the relative kernel drift of the
+    network's NTK on the training points, the relative weight movement, the distance of the
+    network's outputs to the linear model's (on test points when given, else train points),
+    and the kernel-target alignment of the current NTK.
+
+    The linearised model ``g_lin(x) = alpha J(x; w_0) (w - w_0)`` is evaluated with Jacobians
+    computed once on the train and evaluation points (``N P`` numbers each, ``P`` parameters).
+
+    Returns ``{"history": [...], "network": AlphaScaled, "linear_displacement": (P,) w - w_0 of
+    the linear model (parameters flattened in ``named_parameters`` order), "ntk_initial": (N, N),
+    "ntk_final": (N, N)}``.
+    """
+    if x_test is not None and y_test is None:
+        raise ValueError("y_test must be given with x_test")
+    scaled = AlphaScaled(model, alpha)
+    f, _ = functional_model(model)
+    params0 = {k: v.detach().clone() for k, v in model.named_parameters()}
+    x_eval, y_eval = (x_train, y_train) if x_test is None else (x_test, y_test)
+    kernel0 = _kernel(f, params0, x_train)
+    # The linearised model g_lin(x) = alpha J(x; w_0) (w - w_0) on the (fixed) train and
+    # evaluation points, with its Jacobians computed once; its parameter is w - w_0.
+    jacobians = {"train": _flat_jacobian(f, params0, x_train).detach(),
+                 "eval": _flat_jacobian(f, params0, x_eval).detach()}
+    delta = nn.Parameter(torch.zeros(jacobians["train"].shape[1], dtype=x_train.dtype, device=x_train.device))
+
+    def scaled_linear(which):
+        return alpha * (jacobians[which] @ delta)
+
+    def loss_of(prediction, target):
+        return float(((prediction - target.reshape(prediction.shape)) ** 2).sum() / (2 * target.numel()))
+
+    def diagnostics():
+        with torch.no_grad():
+            params = {k: v.detach() for k, v in model.named_parameters()}
+            kernel = _kernel(f, params, x_train)
+            out_eval, lin_eval = scaled(x_eval), scaled_linear("eval")
+            row = {"kernel_drift": relative_kernel_drift(kernel, kernel0),
+                   "weight_movement": relative_weight_movement(params, params0),
+                   "linearization_distance": linearization_distance(out_eval, lin_eval),
+                   "alignment": kernel_target_alignment(kernel, y_train)}
+            if x_test is not None:
+                row["test_loss"] = loss_of(out_eval, y_test)
+                row["test_loss_linear"] = loss_of(lin_eval, y_test)
+        return row, kernel
+
+    def loss_fn(step):
+        out, out_lin = scaled(x_train), scaled_linear("train")
+        loss_net, loss_lin = scaled.loss(out, y_train), scaled.loss(out_lin, y_train)
+        metrics = {}
+        if step % record_every == 0:
+            metrics = {"train_loss": loss_of(out.detach(), y_train),
+                       "train_loss_linear": loss_of(out_lin.detach(), y_train), **diagnostics()[0]}
+        return loss_net + loss_lin, metrics
+
+    history = train([*model.parameters(), delta], loss_fn, steps, optimizer="sgd",
+                    lr=learning_rate, checkpoint=checkpoint, resume=resume, progress=progress,
+                    desc=desc, log_every=record_every)
+    rows = [{k: v for k, v in r.items() if k not in ("loss", "lr", "grad_norm")}
+            for r in history if "kernel_drift" in r]
+    final, kernel = diagnostics()
+    with torch.no_grad():
+        final["train_loss"] = loss_of(scaled(x_train), y_train)
+        final["train_loss_linear"] = loss_of(scaled_linear("train"), y_train)
+    rows.append({"step": steps, **final})
+    return {"history": rows, "network": scaled, "linear_displacement": delta.detach(),
+            "ntk_initial": kernel0, "ntk_final": kernel}

@@ -1,0 +1,962 @@
+"""A small network-description language, mirroring neural-tangents' ``stax``.
+
+One description gives three things:
+
+- ``analytic_kernels(spec, x1, x2)``: the infinite-width NNGP and NTK (Neal 1996; Lee et al. 2018;
+  Jacot et al. 2018; Arora et al. 2019 for convolutions), computed layer by layer;
+- ``build_network(spec, input_shape, seed)``: the finite PyTorch network whose kernels converge
+  to those as the widths grow;
+- ``to_stax(spec)``: the equivalent neural-tangents model (for cross-checks).
+
+Layers: ``Dense``, ``Conv`` (1-D/2-D, 'SAME'/'VALID'/'CIRCULAR'), ``Relu``, ``LeakyRelu``,
+``Erf``, ``Elementwise`` (any activation, Gauss-Hermite quadrature), ``AvgPool``,
+``GlobalAvgPool``, ``Flatten``, ``Identity``, ``FanOut``/``Parallel``/``FanInSum`` (residual
+blocks), composed with ``Serial``.
+
+Conventions (those of neural-tangents): inputs are ``(N, d)`` for fully connected networks and
+``(N, C, *spatial)`` (channels first) for convolutional ones; the input kernel is
+``K_0(x, x')[s, s'] = sum_c x_c(s) x'_c(s') / C``. NTK parameterisation: ``z = (W_std /
+sqrt(fan_in)) W h + b_std b`` with ``W, b ~ N(0, 1)``; standard parameterisation: ``z = W h + b``
+with ``W ~ N(0, W_std^2 / fan_in)``, ``b ~ N(0, b_std^2)``. Recursions
+(Dense, NTK parameterisation):
+
+    Sigma_out = W_std^2 Sigma_in + b_std^2,      Theta_out = W_std^2 Theta_in + Sigma_out,
+
+activation phi: ``Sigma_out = E[phi(u) phi(v)]``, ``Theta_out = E[phi'(u) phi'(v)] Theta_in``
+with ``(u, v)`` centred Gaussian of covariance ``[[Sigma(x,x), Sigma(x,x')], [., Sigma(x',x')]]``.
+Kernels of spatial layers carry both positions: ``(*batch, *spatial, *spatial)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from dlpde.shared import make_generator
+
+__all__ = [
+    "Layer", "Dense", "Conv", "Relu", "LeakyRelu", "Erf", "Elementwise", "AvgPool",
+    "GlobalAvgPool", "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial",
+    "analytic_kernels", "build_network", "to_stax",
+]
+
+Padding = Literal["SAME", "VALID", "CIRCULAR"]
+Parameterization = Literal["ntk", "standard"]
+
+
+# --------------------------------------------------------------------------------------------
+# Kernel state carried through the layers
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Block:
+    """NNGP and NTK of a set of input pairs: shape ``(*batch, *spatial, *spatial)``."""
+
+    nngp: torch.Tensor
+    ntk: torch.Tensor
+
+
+@dataclasses.dataclass
+class _State:
+    """Kernels of x1 with itself (pairs (i, i): batch ``(N1,)``), of x2 with itself, and the
+    cross kernel (batch ``(N1, N2)``); ``spatial`` is the current spatial shape, ``channels``
+    the current number of channels of the finite network (used by the standard
+    parameterisation)."""
+
+    first: _Block
+    second: _Block
+    cross: _Block
+    spatial: tuple[int, ...]
+    channels: int
+
+
+def _variance(block: _Block, spatial: tuple[int, ...]) -> torch.Tensor:
+    """Diagonal ``Sigma(x, x)[s, s]`` of a self block: ``(N, *spatial)``."""
+    size = math.prod(spatial)
+    flat = block.nngp.reshape(block.nngp.shape[0], size, size)
+    return torch.diagonal(flat, dim1=1, dim2=2).reshape(block.nngp.shape[0], *spatial)
+
+
+def _map_blocks(state: _State, transform: Callable, spatial=None, channels=None) -> _State:
+    """Apply ``transform(block, var_left, var_right) -> block`` to the three blocks; the
+    variances broadcast against ``(*batch, *spatial, *spatial)``."""
+    d = len(state.spatial)
+    var1 = _variance(state.first, state.spatial)
+    var2 = var1 if state.second is state.first else _variance(state.second, state.spatial)
+    ones = (1,) * d
+
+    def left(var, cross):
+        shape = (var.shape[0],) + ((1,) if cross else ()) + tuple(state.spatial) + ones
+        return var.reshape(shape)
+
+    def right(var, cross):
+        shape = ((1,) if cross else ()) + (var.shape[0],) + ones + tuple(state.spatial)
+        return var.reshape(shape)
+
+    first = transform(state.first, left(var1, False), right(var1, False))
+    second = first if state.second is state.first else transform(
+        state.second, left(var2, False), right(var2, False))
+    cross = transform(state.cross, left(var1, True), right(var2, True))
+    return _State(first, second, cross,
+                  state.spatial if spatial is None else tuple(spatial),
+                  state.channels if channels is None else channels)
+
+
+def _spatial_op(state: _State, op: Callable, spatial, channels=None) -> _State:
+    """A linear operation ``op(tensor) -> tensor`` applied to NNGP and NTK of every block."""
+    return _map_blocks(state, lambda b, _l, _r: _Block(op(b.nngp), op(b.ntk)), spatial, channels)
+
+
+# --------------------------------------------------------------------------------------------
+# Layers
+# --------------------------------------------------------------------------------------------
+class Layer:
+    """A layer of the description language.
+
+    ``kernel(state)`` maps the kernels of its input to those of its output;
+    ``build(in_shape, generator, dtype, device) -> (module, out_shape)`` makes the finite layer
+    (``in_shape`` excludes the batch: ``(d,)`` or ``(C, *spatial)``); ``to_stax(stax)`` returns
+    the neural-tangents layer.
+    """
+
+    def kernel(self, state):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def build(self, in_shape, generator, dtype, device):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def to_stax(self, stax):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _check_std(name, value, allow_none=False):
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a non-negative finite number{' or None' if allow_none else ''}, "
+                         f"got {value!r}")
+
+
+def _check_parameterization(value):
+    if value not in ("ntk", "standard"):
+        raise ValueError(f"parameterization must be 'ntk' or 'standard', got {value!r}")
+
+
+def _normal(shape, generator, dtype, device, std=1.0):
+    # drawn on the generator's device in float64, so a seed gives the same network everywhere
+    values = torch.randn(shape, generator=generator, dtype=torch.float64, device=generator.device)
+    return (std * values).to(device=device, dtype=dtype)
+
+
+class _AffineModule(nn.Module):
+    """Shared by dense and convolutional layers: ``scale * op(x, W) + bias_scale * b``."""
+
+    def __init__(self, weight, bias, scale, bias_scale):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = None if bias is None else nn.Parameter(bias)
+        self.scale = scale
+        self.bias_scale = bias_scale
+
+    def _add_bias(self, z):
+        if self.bias is None:
+            return z
+        return z + self.bias_scale * self.bias.reshape(1, -1, *([1] * (z.dim() - 2)))
+
+
+class _DenseModule(_AffineModule):
+    def forward(self, x):
+        if x.dim() == 2:
+            z = x @ self.weight.T
+        else:  # acts on the channel axis of (N, C, *spatial)
+            z = torch.einsum("oc,nc...->no...", self.weight, x)
+        return self._add_bias(self.scale * z)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dense(Layer):
+    """Fully connected layer with ``out_dim`` outputs (acts on channels of spatial inputs).
+
+    NTK parameterisation: ``z = (W_std / sqrt(n_in)) W h + b_std b``; standard:
+    ``z = W h + b`` with ``W ~ N(0, W_std^2 / n_in)``, ``b ~ N(0, b_std^2)``. ``b_std=None``: no
+    bias. Kernels: ``Sigma' = W_std^2 Sigma + b_std^2``; NTK ``Theta' = W_std^2 Theta + Sigma'``
+    (ntk) or ``n_in Sigma + W_std^2 Theta + [bias] 1`` (standard, as neural-tangents).
+    """
+
+    out_dim: int
+    W_std: float = 1.0
+    b_std: float | None = 0.0
+    parameterization: Parameterization = "ntk"
+
+    def __post_init__(self):
+        if not isinstance(self.out_dim, int) or self.out_dim < 1:
+            raise ValueError(f"Dense: out_dim must be a positive int, got {self.out_dim!r}")
+        _check_std("Dense: W_std", self.W_std)
+        _check_std("Dense: b_std", self.b_std, allow_none=True)
+        _check_parameterization(self.parameterization)
+
+    def kernel(self, state):
+        w2, b2 = self.W_std**2, (self.b_std or 0.0) ** 2
+        fan_in = state.channels
+
+        def transform(block, _left, _right):
+            nngp = w2 * block.nngp + b2
+            if self.parameterization == "ntk":
+                ntk = w2 * block.ntk + nngp
+            else:
+                ntk = fan_in * block.nngp + w2 * block.ntk + (0.0 if self.b_std is None else 1.0)
+            return _Block(nngp, ntk)
+
+        return _map_blocks(state, transform, channels=self.out_dim)
+
+    def build(self, in_shape, generator, dtype, device):
+        fan_in = in_shape[0]
+        ntk = self.parameterization == "ntk"
+        weight = _normal((self.out_dim, fan_in), generator, dtype, device,
+                         1.0 if ntk else self.W_std / math.sqrt(fan_in))
+        bias = None if self.b_std is None else _normal((self.out_dim,), generator, dtype, device,
+                                                       1.0 if ntk else self.b_std)
+        module = _DenseModule(weight, bias, self.W_std / math.sqrt(fan_in) if ntk else 1.0,
+                              (self.b_std or 0.0) if ntk else 1.0)
+        return module, (self.out_dim, *in_shape[1:])
+
+    def to_stax(self, stax):
+        return stax.Dense(self.out_dim, W_std=self.W_std, b_std=self.b_std,
+                          parameterization=self.parameterization)
+
+
+def _same_padding(length: int, window: int, stride: int) -> tuple[int, int]:
+    """Padding (low, high) of 'SAME' as in JAX/TensorFlow: output length ceil(length/stride)."""
+    out = -(-length // stride)
+    total = max((out - 1) * stride + window - length, 0)
+    return total // 2, total - total // 2
+
+
+def _pad_axis(x: torch.Tensor, axis: int, low: int, high: int, circular: bool) -> torch.Tensor:
+    if low == 0 and high == 0:
+        return x
+    if circular:
+        length = x.shape[axis]
+        index = torch.arange(-low, length + high, device=x.device) % length
+        return x.index_select(axis, index)
+    shape_low, shape_high = list(x.shape), list(x.shape)
+    shape_low[axis], shape_high[axis] = low, high
+    return torch.cat([x.new_zeros(shape_low), x, x.new_zeros(shape_high)], dim=axis)
+
+
+def _padding_amounts(padding, length, window, stride):
+    return (0, 0) if padding == "VALID" else _same_padding(length, window, stride)
+
+
+def _out_length(padding, length, window, stride):
+    if padding == "VALID":
+        if length < window:
+            raise ValueError(f"window {window} is larger than the input ({length}) with VALID padding")
+        return (length - window) // stride + 1
+    return -(-length // stride)
+
+
+def _diagonal_average(x: torch.Tensor, axis1: int, axis2: int, window: int, stride: int,
+                      padding: str) -> torch.Tensor:
+    """``out[t, t'] = (1/window) sum_a x_pad[t stride + a, t' stride + a]`` on two axes: the
+    covariance of a convolution with i.i.d. filter taps (Arora et al. 2019)."""
+    length = x.shape[axis1]
+    low, high = _padding_amounts(padding, length, window, stride)
+    circular = padding == "CIRCULAR"
+    x = _pad_axis(_pad_axis(x, axis1, low, high, circular), axis2, low, high, circular)
+    out_len = _out_length(padding, length, window, stride)
+    span = (out_len - 1) * stride + 1
+    total = None
+    for a in range(window):
+        piece = x.narrow(axis1, a, span).narrow(axis2, a, span)
+        if stride > 1:
+            index = torch.arange(0, span, stride, device=x.device)
+            piece = piece.index_select(axis1, index).index_select(axis2, index)
+        total = piece if total is None else total + piece
+    return total / window
+
+
+def _window_average(x: torch.Tensor, axis: int, window: int, stride: int, padding: str):
+    """Average pooling of one axis (window divided by its full size, as neural-tangents)."""
+    length = x.shape[axis]
+    low, high = _padding_amounts(padding, length, window, stride)
+    x = _pad_axis(x, axis, low, high, padding == "CIRCULAR")
+    return x.unfold(axis, window, stride).mean(-1)
+
+
+def _as_tuple(value, d, name):
+    if isinstance(value, int):
+        return (value,) * d
+    value = tuple(value)
+    if len(value) != d or not all(isinstance(v, int) and v >= 1 for v in value):
+        raise ValueError(f"{name} must be a positive int or {d} positive ints, got {value!r}")
+    return value
+
+
+class _ConvModule(_AffineModule):
+    def __init__(self, weight, bias, scale, bias_scale, strides, padding):
+        super().__init__(weight, bias, scale, bias_scale)
+        self.strides = strides
+        self.padding = padding
+
+    def forward(self, x):
+        d = x.dim() - 2
+        for i in range(d):
+            axis = 2 + i
+            low, high = _padding_amounts(self.padding, x.shape[axis], self.weight.shape[2 + i],
+                                         self.strides[i])
+            x = _pad_axis(x, axis, low, high, self.padding == "CIRCULAR")
+        conv = F.conv1d if d == 1 else F.conv2d
+        return self._add_bias(self.scale * conv(x, self.weight, stride=self.strides))
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv(Layer):
+    """Convolution (1-D or 2-D, from the input) with ``out_chan`` channels and i.i.d. filter taps.
+
+    ``z(s) = (W_std / sqrt(C f)) sum_{c, a} W[c, a] h_c(s + a) + b_std b`` (NTK parameterisation,
+    ``f`` the filter size). Kernel: ``Sigma'[t, t'] = W_std^2 (1/f) sum_a Sigma[t + a, t' + a] +
+    b_std^2`` per spatial axis pair, padding 'SAME' (zeros), 'VALID' or 'CIRCULAR' (periodic).
+    """
+
+    out_chan: int
+    filter_shape: tuple[int, ...] | int = 3
+    strides: tuple[int, ...] | int = 1
+    padding: Padding = "SAME"
+    W_std: float = 1.0
+    b_std: float | None = 0.0
+    parameterization: Parameterization = "ntk"
+
+    def __post_init__(self):
+        if not isinstance(self.out_chan, int) or self.out_chan < 1:
+            raise ValueError(f"Conv: out_chan must be a positive int, got {self.out_chan!r}")
+        if self.padding not in ("SAME", "VALID", "CIRCULAR"):
+            raise ValueError(f"Conv: padding must be 'SAME', 'VALID' or 'CIRCULAR', got {self.padding!r}")
+        _check_std("Conv: W_std", self.W_std)
+        _check_std("Conv: b_std", self.b_std, allow_none=True)
+        _check_parameterization(self.parameterization)
+
+    def _shapes(self, d):
+        if d not in (1, 2):
+            raise ValueError(f"Conv needs inputs with 1 or 2 spatial dimensions, got {d}")
+        return (_as_tuple(self.filter_shape, d, "Conv: filter_shape"),
+                _as_tuple(self.strides, d, "Conv: strides"))
+
+    def kernel(self, state):
+        d = len(state.spatial)
+        filters, strides = self._shapes(d)
+        w2, b2 = self.W_std**2, (self.b_std or 0.0) ** 2
+        fan_in = state.channels * math.prod(filters)
+
+        def convolve(t):
+            for i in range(d):
+                t = _diagonal_average(t, t.dim() - 2 * d + i, t.dim() - d + i, filters[i],
+                                      strides[i], self.padding)
+            return t
+
+        def transform(block, _left, _right):
+            base = convolve(block.nngp)
+            nngp = w2 * base + b2
+            if self.parameterization == "ntk":
+                ntk = w2 * convolve(block.ntk) + nngp
+            else:
+                ntk = fan_in * base + w2 * convolve(block.ntk) + (0.0 if self.b_std is None else 1.0)
+            return _Block(nngp, ntk)
+
+        spatial = [_out_length(self.padding, n, f, s) for n, f, s in zip(state.spatial, filters, strides)]
+        return _map_blocks(state, transform, spatial=spatial, channels=self.out_chan)
+
+    def build(self, in_shape, generator, dtype, device):
+        channels, spatial = in_shape[0], in_shape[1:]
+        filters, strides = self._shapes(len(spatial))
+        fan_in = channels * math.prod(filters)
+        ntk = self.parameterization == "ntk"
+        weight = _normal((self.out_chan, channels, *filters), generator, dtype, device,
+                         1.0 if ntk else self.W_std / math.sqrt(fan_in))
+        bias = None if self.b_std is None else _normal((self.out_chan,), generator, dtype, device,
+                                                       1.0 if ntk else self.b_std)
+        module = _ConvModule(weight, bias, self.W_std / math.sqrt(fan_in) if ntk else 1.0,
+                             (self.b_std or 0.0) if ntk else 1.0, strides, self.padding)
+        out = [_out_length(self.padding, n, f, s) for n, f, s in zip(spatial, filters, strides)]
+        return module, (self.out_chan, *out)
+
+    def to_stax(self, stax):
+        filters = self.filter_shape if isinstance(self.filter_shape, tuple) else None
+        strides = self.strides if isinstance(self.strides, tuple) else None
+        if filters is None or (strides is None and self.strides != 1):
+            raise ValueError("to_stax needs Conv.filter_shape (and strides) as tuples, e.g. (3, 3)")
+        return stax.Conv(self.out_chan, filters, strides, self.padding, W_std=self.W_std,
+                         b_std=self.b_std, parameterization=self.parameterization)
+
+
+# --------------------------------------------------------------------------------------------
+# Activations
+# --------------------------------------------------------------------------------------------
+def _correlation(c, q1, q2):
+    norm = torch.sqrt(q1 * q2).clamp_min(torch.finfo(c.dtype).tiny)
+    return (c / norm).clamp(-1.0, 1.0), norm
+
+
+def relu_expectations(c, q1, q2):
+    """Arc-cosine kernel (Cho & Saul 2009): for ``(u, v)`` Gaussian with variances ``q1, q2``,
+    covariance ``c``, ``theta = arccos(c / sqrt(q1 q2))``:
+    ``E[relu(u) relu(v)] = sqrt(q1 q2) (sin theta + (pi - theta) cos theta) / (2 pi)``,
+    ``E[1(u>0) 1(v>0)] = (pi - theta) / (2 pi)``."""
+    rho, norm = _correlation(c, q1, q2)
+    theta = torch.arccos(rho)
+    sin = torch.sqrt((1 - rho * rho).clamp_min(0))
+    value = norm * (sin + (math.pi - theta) * rho) / (2 * math.pi)
+    return value, (math.pi - theta) / (2 * math.pi)
+
+
+class _ActivationModule(nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
+
+
+class _Activation(Layer):
+    """Elementwise layer: subclasses give ``function`` (torch) and ``expectations(c, q1, q2)
+    -> (E[phi(u) phi(v)], E[phi'(u) phi'(v)])``."""
+
+    def function(self, x):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def expectations(self, c, q1, q2):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def kernel(self, state):
+        def transform(block, q1, q2):
+            value, derivative = self.expectations(block.nngp, q1, q2)
+            return _Block(value, derivative * block.ntk)
+
+        return _map_blocks(state, transform)
+
+    def build(self, in_shape, generator, dtype, device):
+        return _ActivationModule(self.function), tuple(in_shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Relu(_Activation):
+    """``phi(x) = max(x, 0)``; arc-cosine kernels (Cho & Saul 2009)."""
+
+    def function(self, x):
+        return torch.relu(x)
+
+    def expectations(self, c, q1, q2):
+        return relu_expectations(c, q1, q2)
+
+    def to_stax(self, stax):
+        return stax.Relu()
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakyRelu(_Activation):
+    """``phi(x) = max(x, a x)`` with slope ``a = negative_slope``. With ``R, D`` the ReLU
+    expectations: ``E[phi phi] = ((1+a)^2/4) c + ((1-a)^2/4)(4R - c)`` (from
+    ``phi = (1+a)/2 x + (1-a)/2 |x|``), ``E[phi' phi'] = a + (1-a)^2 D``."""
+
+    negative_slope: float = 0.01
+
+    def function(self, x):
+        return F.leaky_relu(x, self.negative_slope)
+
+    def expectations(self, c, q1, q2):
+        a = self.negative_slope
+        value, derivative = relu_expectations(c, q1, q2)
+        return ((1 + a) ** 2 / 4) * c + ((1 - a) ** 2 / 4) * (4 * value - c), a + (1 - a) ** 2 * derivative
+
+    def to_stax(self, stax):
+        return stax.LeakyRelu(self.negative_slope)
+
+
+@dataclasses.dataclass(frozen=True)
+class Erf(_Activation):
+    """``phi(x) = a erf(b x) + c``. Williams (1997):
+    ``E[erf(bu) erf(bv)] = (2/pi) arcsin(2 b^2 C / sqrt((1 + 2 b^2 q1)(1 + 2 b^2 q2)))``,
+    ``E[phi' phi'] = (4 a^2 b^2 / pi) / sqrt((1 + 2b^2 q1)(1 + 2b^2 q2) - 4 b^4 C^2)``."""
+
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 0.0
+
+    def function(self, x):
+        return self.a * torch.erf(self.b * x) + self.c
+
+    def expectations(self, c, q1, q2):
+        b2 = self.b**2
+        product = (1 + 2 * b2 * q1) * (1 + 2 * b2 * q2)
+        ratio = (2 * b2 * c / torch.sqrt(product)).clamp(-1.0, 1.0)
+        value = self.a**2 * (2 / math.pi) * torch.arcsin(ratio) + self.c**2
+        derivative = (4 * self.a**2 * b2 / math.pi) / torch.sqrt(product - 4 * b2 * b2 * c * c)
+        return value, derivative
+
+    def to_stax(self, stax):
+        return stax.Erf(self.a, self.b, self.c)
+
+
+_NAMED = {
+    "tanh": (torch.tanh, "tanh"),
+    "sin": (torch.sin, "sin"),
+    "sigmoid": (torch.sigmoid, "sigmoid"),
+    "softplus": (F.softplus, "softplus"),
+    "silu": (F.silu, "silu"),
+    "gelu": (F.gelu, "gelu"),
+}
+
+
+def _jax_function(name):
+    import jax
+
+    return {"tanh": jax.numpy.tanh, "sin": jax.numpy.sin, "sigmoid": jax.nn.sigmoid,
+            "softplus": jax.nn.softplus, "silu": jax.nn.silu,
+            "gelu": lambda x: jax.nn.gelu(x, approximate=False)}[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class Elementwise(_Activation):
+    """Any elementwise activation; its kernels by 2-D Gauss-Hermite quadrature of order ``degree``.
+
+    ``function``: one of 'tanh', 'sin', 'sigmoid', 'softplus', 'silu', 'gelu', or a torch
+    callable (its derivative is taken by autograd). With ``u = sqrt(q1) z1``,
+    ``v = sqrt(q2) (rho z1 + sqrt(1 - rho^2) z2)``:
+    ``E[phi(u) phi(v)] ~ sum_ij w_i w_j phi(u_i) phi(v_ij)`` (error decays fast for smooth phi).
+    """
+
+    function_name: str | Callable = "tanh"
+    degree: int = 48
+
+    def __post_init__(self):
+        if isinstance(self.function_name, str) and self.function_name not in _NAMED:
+            raise ValueError(f"Elementwise: function must be one of {sorted(_NAMED)} or a callable, "
+                             f"got {self.function_name!r}")
+        if not isinstance(self.function_name, str) and not callable(self.function_name):
+            raise TypeError("Elementwise: function must be a name or a callable")
+        if not isinstance(self.degree, int) or self.degree < 2:
+            raise ValueError(f"Elementwise: degree must be an int >= 2, got {self.degree!r}")
+
+    def function(self, x):
+        fn = _NAMED[self.function_name][0] if isinstance(self.function_name, str) else self.function_name
+        return fn(x)
+
+    def _derivative(self, x):
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.function(x).sum(), x)
+        return grad
+
+    def expectations(self, c, q1, q2):
+        import numpy as np
+
+        nodes, weights = np.polynomial.hermite.hermgauss(self.degree)
+        nodes = torch.as_tensor(nodes * math.sqrt(2.0), dtype=c.dtype, device=c.device)
+        weights = torch.as_tensor(weights / math.sqrt(math.pi), dtype=c.dtype, device=c.device)
+        rho, _ = _correlation(c, q1, q2)
+        s1, s2 = torch.sqrt(q1), torch.sqrt(q2)
+        orth = torch.sqrt((1 - rho * rho).clamp_min(0)).unsqueeze(-1)
+        s2e, rhoe = s2.unsqueeze(-1), rho.unsqueeze(-1)
+        value = torch.zeros_like(c)
+        derivative = torch.zeros_like(c)
+        for z, w in zip(nodes, weights):
+            u = s1 * z
+            v = s2e * (rhoe * z + orth * nodes)
+            phi_v = (self.function(v) * weights).sum(-1)
+            dphi_v = (self._derivative(v) * weights).sum(-1)
+            value = value + w * self.function(u) * phi_v
+            derivative = derivative + w * self._derivative(u) * dphi_v
+        return value, derivative
+
+    def to_stax(self, stax):
+        if not isinstance(self.function_name, str):
+            raise ValueError("to_stax supports Elementwise only with a named function")
+        return stax.ElementwiseNumerical(_jax_function(self.function_name), deg=self.degree)
+
+
+# --------------------------------------------------------------------------------------------
+# Pooling, flattening, branching
+# --------------------------------------------------------------------------------------------
+class _PoolModule(nn.Module):
+    def __init__(self, window, strides, padding):
+        super().__init__()
+        self.window, self.strides, self.padding = window, strides, padding
+
+    def forward(self, x):
+        for i in range(x.dim() - 2):
+            x = _window_average(x, 2 + i, self.window[i], self.strides[i], self.padding)
+        return x
+
+
+@dataclasses.dataclass(frozen=True)
+class AvgPool(Layer):
+    """Average pooling over ``window_shape`` (strides default to the window), divided by the
+    full window size (zeros counted at 'SAME' edges, as neural-tangents' default)."""
+
+    window_shape: tuple[int, ...] | int = 2
+    strides: tuple[int, ...] | int | None = None
+    padding: Padding = "VALID"
+
+    def __post_init__(self):
+        if self.padding not in ("SAME", "VALID", "CIRCULAR"):
+            raise ValueError(f"AvgPool: padding must be 'SAME', 'VALID' or 'CIRCULAR', got {self.padding!r}")
+
+    def _shapes(self, d):
+        if d < 1:
+            raise ValueError("AvgPool needs spatial inputs")
+        window = _as_tuple(self.window_shape, d, "AvgPool: window_shape")
+        strides = window if self.strides is None else _as_tuple(self.strides, d, "AvgPool: strides")
+        return window, strides
+
+    def kernel(self, state):
+        d = len(state.spatial)
+        window, strides = self._shapes(d)
+
+        def pool(t):
+            for i in range(d):
+                t = _window_average(t, t.dim() - 2 * d + i, window[i], strides[i], self.padding)
+                t = _window_average(t, t.dim() - d + i, window[i], strides[i], self.padding)
+            return t
+
+        spatial = [_out_length(self.padding, n, w, s) for n, w, s in zip(state.spatial, window, strides)]
+        return _spatial_op(state, pool, spatial)
+
+    def build(self, in_shape, generator, dtype, device):
+        window, strides = self._shapes(len(in_shape) - 1)
+        out = [_out_length(self.padding, n, w, s) for n, w, s in zip(in_shape[1:], window, strides)]
+        return _PoolModule(window, strides, self.padding), (in_shape[0], *out)
+
+    def to_stax(self, stax):
+        d = len(self.window_shape) if isinstance(self.window_shape, tuple) else None
+        if d is None:
+            raise ValueError("to_stax needs AvgPool.window_shape as a tuple, e.g. (2, 2)")
+        strides = None if self.strides is None else _as_tuple(self.strides, d, "strides")
+        return stax.AvgPool(self.window_shape, strides or self.window_shape, self.padding)
+
+
+class _GlobalAvgPoolModule(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=tuple(range(2, x.dim())))
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalAvgPool(Layer):
+    """Mean over all positions: ``Sigma' = mean_{s, s'} Sigma[s, s']``."""
+
+    def kernel(self, state):
+        d = len(state.spatial)
+        if d == 0:
+            raise ValueError("GlobalAvgPool needs spatial inputs")
+        return _spatial_op(state, lambda t: t.mean(dim=tuple(range(t.dim() - 2 * d, t.dim()))), ())
+
+    def build(self, in_shape, generator, dtype, device):
+        return _GlobalAvgPoolModule(), (in_shape[0],)
+
+    def to_stax(self, stax):
+        return stax.GlobalAvgPool()
+
+
+class _FlattenModule(nn.Module):
+    def forward(self, x):
+        return x.reshape(x.shape[0], -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Flatten(Layer):
+    """Reshape ``(C, *spatial)`` to ``C * prod(spatial)`` features: ``Sigma' = mean_s Sigma[s, s]``
+    (the next dense layer normalises by the new fan-in)."""
+
+    def kernel(self, state):
+        d = len(state.spatial)
+        if d == 0:
+            return state
+        size = math.prod(state.spatial)
+
+        def trace(t):
+            flat = t.reshape(*t.shape[:t.dim() - 2 * d], size, size)
+            return torch.diagonal(flat, dim1=-2, dim2=-1).mean(-1)
+
+        return _spatial_op(state, trace, (), channels=state.channels * size)
+
+    def build(self, in_shape, generator, dtype, device):
+        return _FlattenModule(), (math.prod(in_shape),)
+
+    def to_stax(self, stax):
+        return stax.Flatten()
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity(Layer):
+    """``phi(x) = x`` (the skip branch of a residual block)."""
+
+    def kernel(self, state):
+        return state
+
+    def build(self, in_shape, generator, dtype, device):
+        return nn.Identity(), tuple(in_shape)
+
+    def to_stax(self, stax):
+        return stax.Identity()
+
+
+class _FanOutModule(nn.Module):
+    def __init__(self, copies):
+        super().__init__()
+        self.copies = copies
+
+    def forward(self, x):
+        return (x,) * self.copies
+
+
+@dataclasses.dataclass(frozen=True)
+class FanOut(Layer):
+    """Send the input to ``copies`` branches (a tuple), to be followed by ``Parallel``."""
+
+    copies: int = 2
+
+    def __post_init__(self):
+        if not isinstance(self.copies, int) or self.copies < 1:
+            raise ValueError(f"FanOut: copies must be a positive int, got {self.copies!r}")
+
+    def kernel(self, state):
+        return (state,) * self.copies
+
+    def build(self, in_shape, generator, dtype, device):
+        return _FanOutModule(self.copies), (tuple(in_shape),) * self.copies
+
+    def to_stax(self, stax):
+        return stax.FanOut(self.copies)
+
+
+class _ParallelModule(nn.Module):
+    def __init__(self, modules):
+        super().__init__()
+        self.branches = nn.ModuleList(modules)
+
+    def forward(self, inputs):
+        return tuple(m(x) for m, x in zip(self.branches, inputs))
+
+
+class Parallel(Layer):
+    """Apply layer ``i`` to branch ``i`` (after ``FanOut``)."""
+
+    def __init__(self, *layers: Layer):
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Parallel takes layers, got {type(layer).__name__}")
+        self.layers = tuple(layers)
+
+    def __repr__(self):
+        return f"Parallel({', '.join(map(repr, self.layers))})"
+
+    def _check(self, branches):
+        if not isinstance(branches, tuple) or len(branches) != len(self.layers):
+            raise ValueError(f"Parallel with {len(self.layers)} layers needs as many branches (FanOut)")
+
+    def kernel(self, state):
+        self._check(state)
+        return tuple(layer.kernel(s) for layer, s in zip(self.layers, state))
+
+    def build(self, in_shape, generator, dtype, device):
+        self._check(in_shape)
+        built = [layer.build(s, generator, dtype, device) for layer, s in zip(self.layers, in_shape)]
+        return _ParallelModule([m for m, _ in built]), tuple(s for _, s in built)
+
+    def to_stax(self, stax):
+        return stax.parallel(*[layer.to_stax(stax) for layer in self.layers])
+
+
+class _FanInSumModule(nn.Module):
+    def forward(self, inputs):
+        return sum(inputs[1:], inputs[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class FanInSum(Layer):
+    """Sum the branches; kernels add (the branches' parameters are independent)."""
+
+    def kernel(self, state):
+        if not isinstance(state, tuple):
+            raise ValueError("FanInSum needs branches (FanOut, Parallel) before it")
+        if len({s.spatial for s in state}) != 1 or len({s.channels for s in state}) != 1:
+            raise ValueError("FanInSum: branches have different shapes")
+
+        def total(get):
+            return sum((get(s) for s in state[1:]), get(state[0]))
+
+        first = _Block(total(lambda s: s.first.nngp), total(lambda s: s.first.ntk))
+        same = all(s.second is s.first for s in state)
+        second = first if same else _Block(total(lambda s: s.second.nngp), total(lambda s: s.second.ntk))
+        cross = _Block(total(lambda s: s.cross.nngp), total(lambda s: s.cross.ntk))
+        return _State(first, second, cross, state[0].spatial, state[0].channels)
+
+    def build(self, in_shape, generator, dtype, device):
+        if len(set(in_shape)) != 1:
+            raise ValueError(f"FanInSum: branches have different shapes {in_shape}")
+        return _FanInSumModule(), in_shape[0]
+
+    def to_stax(self, stax):
+        return stax.FanInSum()
+
+
+class _SerialModule(nn.Module):
+    def __init__(self, modules):
+        super().__init__()
+        self.layers = nn.ModuleList(modules)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class Serial(Layer):
+    """Composition ``Serial(l1, l2, ...)``: ``l1`` first. Nested ``Serial`` are allowed."""
+
+    def __init__(self, *layers: Layer):
+        if not layers:
+            raise ValueError("Serial needs at least one layer")
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Serial takes layers, got {type(layer).__name__}")
+        self.layers = tuple(layers)
+
+    def __repr__(self):
+        return f"Serial({', '.join(map(repr, self.layers))})"
+
+    def kernel(self, state):
+        for layer in self.layers:
+            state = layer.kernel(state)
+        return state
+
+    def build(self, in_shape, generator, dtype, device):
+        modules = []
+        for layer in self.layers:
+            module, in_shape = layer.build(in_shape, generator, dtype, device)
+            modules.append(module)
+        return _SerialModule(modules), in_shape
+
+    def to_stax(self, stax):
+        return stax.serial(*[layer.to_stax(stax) for layer in self.layers])
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------
+def _as_spec(spec) -> Layer:
+    if isinstance(spec, Layer):
+        return spec
+    if isinstance(spec, (list, tuple)):
+        return Serial(*spec)
+    raise TypeError(f"spec must be a Layer or a list of layers, got {type(spec).__name__}")
+
+
+def _check_inputs(x, name):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() not in (2, 3, 4):
+        raise ValueError(f"{name} must have shape (N, d), (N, C, L) or (N, C, H, W), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be floating point, got {x.dtype}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains non-finite values")
+
+
+def _input_block(xa, xb, cross):
+    channels = xa.shape[1]
+    a = xa.reshape(xa.shape[0], channels, -1)
+    b = xb.reshape(xb.shape[0], channels, -1)
+    spatial = tuple(xa.shape[2:])
+    if cross:
+        k = torch.einsum("ncs,mct->nmst", a, b) / channels
+        k = k.reshape(xa.shape[0], xb.shape[0], *spatial, *spatial)
+    else:
+        k = torch.einsum("ncs,nct->nst", a, a) / channels
+        k = k.reshape(xa.shape[0], *spatial, *spatial)
+    return _Block(k, torch.zeros_like(k))
+
+
+def _kernels_of_block(spec, xa, xb):
+    first = _input_block(xa, xa, False)
+    second = first if xb is None else _input_block(xb, xb, False)
+    cross = _input_block(xa, xa if xb is None else xb, True)
+    state = _State(first, second, cross, tuple(xa.shape[2:]), xa.shape[1])
+    out = spec.kernel(state)
+    if isinstance(out, tuple):
+        raise ValueError("the spec ends with several branches; close them with FanInSum")
+    return out.cross.nngp, out.cross.ntk
+
+
+def analytic_kernels(spec, x1: torch.Tensor, x2: torch.Tensor | None = None,
+                     batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Infinite-width ``(nngp, ntk)`` of the network described by ``spec`` between ``x1`` and ``x2``.
+
+    Args:
+        spec: a ``Layer`` (e.g. ``Serial(Dense(512), Relu(), Dense(1))``) or a list of layers.
+        x1: ``(N1, d)`` or ``(N1, C, *spatial)``; x2: the same with ``N2`` rows (default ``x1``).
+        batch_size: compute the ``(N1, N2)`` result in blocks of at most ``batch_size`` x
+            ``batch_size`` input pairs, bounding the memory (for convolutional specs a block
+            holds ``batch_size^2 prod(spatial)^2`` entries per kernel).
+
+    Returns ``(nngp, ntk)``, each ``(N1, N2)`` (followed by ``(*spatial, *spatial)`` if the spec
+    ends on a spatial layer), in the dtype and on the device of ``x1``: the kernel of one output
+    (the output kernel is this times the identity).
+    """
+    spec = _as_spec(spec)
+    _check_inputs(x1, "x1")
+    if x2 is not None:
+        _check_inputs(x2, "x2")
+        if x2.shape[1:] != x1.shape[1:] or x2.dtype != x1.dtype or x2.device != x1.device:
+            raise ValueError(f"x2 must match x1 in per-sample shape, dtype and device: "
+                             f"{tuple(x2.shape)} {x2.dtype} {x2.device} vs {tuple(x1.shape)} "
+                             f"{x1.dtype} {x1.device}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    n1 = x1.shape[0]
+    n2 = n1 if x2 is None else x2.shape[0]
+    if batch_size is None or (n1 <= batch_size and n2 <= batch_size):
+        return _kernels_of_block(spec, x1, x2)
+    other = x1 if x2 is None else x2
+    rows_nngp, rows_ntk = [], []
+    for i in range(0, n1, batch_size):
+        nngp_parts, ntk_parts = [], []
+        for j in range(0, n2, batch_size):
+            nngp, ntk = _kernels_of_block(spec, x1[i:i + batch_size], other[j:j + batch_size])
+            nngp_parts.append(nngp)
+            ntk_parts.append(ntk)
+        rows_nngp.append(torch.cat(nngp_parts, 1))
+        rows_ntk.append(torch.cat(ntk_parts, 1))
+    return torch.cat(rows_nngp, 0), torch.cat(rows_ntk, 0)
+
+
+def build_network(spec, input_shape: Sequence[int], seed: int | torch.Generator = 0,
+                  dtype: torch.dtype = torch.float32, device="cpu") -> nn.Module:
+    """The finite PyTorch network described by ``spec`` for inputs of per-sample shape
+    ``input_shape`` (``(d,)`` or ``(C, *spatial)``); parameters drawn from ``seed``.
+
+    The weights are drawn in float64 from a CPU generator, so a seed gives the same network in
+    every dtype and on every device.
+    """
+    spec = _as_spec(spec)
+    input_shape = tuple(int(s) for s in input_shape)
+    if not 1 <= len(input_shape) <= 3:
+        raise ValueError(f"input_shape must be (d,) or (C, *spatial), got {input_shape}")
+    generator = make_generator(seed, "cpu")
+    module, out_shape = spec.build(input_shape, generator, dtype, torch.device(device))
+    if isinstance(out_shape, tuple) and out_shape and isinstance(out_shape[0], tuple):
+        raise ValueError("the spec ends with several branches; close them with FanInSum")
+    return module
+
+
+def to_stax(spec):
+    """The equivalent neural-tangents model ``(init_fn, apply_fn, kernel_fn)`` (imports
+    neural_tangents here; it uses channels-last inputs ``(N, *spatial, C)``)."""
+    from neural_tangents import stax
+
+    return _as_spec(spec).to_stax(stax)
