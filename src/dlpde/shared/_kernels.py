@@ -17,7 +17,7 @@ def _inputs(shape, seed=0):
 
 def _ode(method):
     def build(device, tiny):
-        batch, dim = (64, 4) if tiny else (100_000, 16)
+        batch, dim = (64, 4) if tiny else (16_384, 16)
         a = (_inputs((dim, dim), 1) / dim**0.5).to(device)
         y0 = _inputs((batch, dim), 2).to(device)
 
@@ -33,7 +33,7 @@ def _ode(method):
 
 def _laplacian(method):
     def build(device, tiny):
-        batch, dim, width = (32, 6, 16) if tiny else (8192, 24, 256)
+        batch, dim, width = (32, 6, 16) if tiny else (2048, 24, 128)
         w1 = (_inputs((dim, width), 3) / dim**0.5).to(device)
         w2 = (_inputs((width,), 4) / width**0.5).to(device)
         x = _inputs((batch, dim), 5).to(device)
@@ -53,7 +53,7 @@ def _laplacian(method):
 
 
 def _walkers(device, tiny):
-    batch, dim, steps = (16, 3, 10) if tiny else (65_536, 12, 50)
+    batch, dim, steps = (16, 3, 10) if tiny else (8192, 12, 50)
     x0 = _inputs((batch, dim), 8).to(device)
 
     def log_prob(x):
