@@ -1,0 +1,518 @@
+"""Linear forward operators of imaging inverse problems, y = A x (+ noise).
+
+Every operator acts on batched tensors: images are ``(..., H, W)`` (any leading batch
+dimensions), vectors ``(..., n)``. ``forward`` is A, ``adjoint`` is a hand-written A^T (never
+obtained from autograd, so that autograd can check it), ``normal`` is A^T A. All of them are
+differentiable (autograd passes through), run on the device and in the dtype of their input.
+
+Adjoint pitfall: for a convolution with reflect or replicate padding, the adjoint is NOT the
+convolution with the flipped kernel and the same padding; it is the correlation with the kernel
+over the padded domain followed by the adjoint of the padding, which folds the padded border
+back onto the pixels it was copied from (``_pad_adjoint``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from dlpde.shared import make_generator
+
+__all__ = [
+    "LinearOperator", "Identity", "Blur", "GaussianBlur", "MotionBlur", "Inpainting",
+    "Downsampling", "Radon", "CompressedSensing", "gaussian_kernel", "motion_kernel",
+]
+
+BOUNDARIES = ("circular", "reflect", "replicate", "zero")
+
+
+def _check_tensor(name: str, x, min_dim: int = 1) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if x.dim() < min_dim:
+        raise ValueError(f"{name} must have at least {min_dim} dimensions, got shape {tuple(x.shape)}")
+    return x
+
+
+class LinearOperator:
+    """A linear map A from ``input_shape`` to ``output_shape`` (event shapes; leading dims batch).
+
+    Subclasses implement ``forward`` (A x) and ``adjoint`` (A^T y). ``input_shape`` may be
+    ``None`` for operators that accept any image size (convolutions); then ``norm`` and
+    ``adjointness_error`` need an explicit ``input_shape``.
+    """
+
+    input_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        """A^T A x."""
+        return self.adjoint(self.forward(x))
+
+    def _shape(self, input_shape) -> tuple[int, ...]:
+        shape = self.input_shape if input_shape is None else tuple(input_shape)
+        if shape is None:
+            raise ValueError(f"{type(self).__name__} accepts any image size: pass input_shape=(H, W)")
+        return tuple(int(s) for s in shape)
+
+    def norm(self, input_shape=None, iterations: int = 200, tolerance: float = 1e-10,
+             generator=0, dtype=torch.float64, device="cpu") -> float:
+        """Operator 2-norm ||A|| = sqrt(lambda_max(A^T A)) by power iteration on A^T A.
+
+        Starts from a Gaussian vector drawn from ``generator`` (a seed or a torch.Generator);
+        stops when the Rayleigh quotient changes by less than ``tolerance`` (relative).
+        """
+        shape = self._shape(input_shape)
+        g = make_generator(generator, "cpu")
+        x = torch.randn(shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+        x = x / torch.linalg.vector_norm(x)
+        value = 0.0
+        with torch.no_grad():
+            for _ in range(iterations):
+                y = self.normal(x)
+                new = float(torch.linalg.vector_norm(y))
+                if new == 0.0:
+                    return 0.0
+                x = y / new
+                if abs(new - value) <= tolerance * new:
+                    value = new
+                    break
+                value = new
+        return math.sqrt(value)
+
+    def adjointness_error(self, input_shape=None, generator=0, dtype=torch.float64, device="cpu",
+                          batch: int = 2) -> float:
+        """Relative mismatch |<A u, v> - <u, A^T v>| / (|A u| |v| + |u| |A^T v|) for random u, v."""
+        shape = self._shape(input_shape)
+        g = make_generator(generator, "cpu")
+        u = torch.randn((batch, *shape), generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+        au = self.forward(u)
+        v = torch.randn(au.shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+        atv = self.adjoint(v)
+        lhs, rhs = (au * v).sum(), (u * atv).sum()
+        scale = torch.linalg.vector_norm(au) * torch.linalg.vector_norm(v) \
+            + torch.linalg.vector_norm(u) * torch.linalg.vector_norm(atv)
+        return float((lhs - rhs).abs() / scale.clamp_min(1e-300))
+
+
+class Identity(LinearOperator):
+    """A x = x (denoising). ``input_shape`` is optional and only used by ``norm``."""
+
+    def __init__(self, input_shape=None):
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+
+    def forward(self, x):
+        return _check_tensor("x", x)
+
+    def adjoint(self, y):
+        return _check_tensor("y", y)
+
+    def solve_shifted_normal(self, z, tau):
+        """(I + tau A^T A)^{-1} z = z / (1 + tau)."""
+        return z / (1.0 + tau)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolutions with boundary conditions
+
+
+def _pad_sizes(kernel_size: int) -> tuple[int, int]:
+    """Padding (before, after) so that the kernel centre sits at index kernel_size // 2."""
+    centre = kernel_size // 2
+    return kernel_size - 1 - centre, centre
+
+
+def _source_indices(n: int, before: int, after: int, boundary: str, device) -> torch.Tensor:
+    """For each index of the padded axis (length n + before + after), the index it copies."""
+    j = torch.arange(-before, n + after, device=device)
+    if boundary == "replicate":
+        return j.clamp(0, n - 1)
+    if boundary == "circular":
+        return j.remainder(n)
+    if boundary == "reflect":  # mirror without repeating the edge sample (numpy/torch 'reflect')
+        period = 2 * (n - 1)
+        j = j.remainder(period) if period > 0 else torch.zeros_like(j)
+        return torch.where(j < n, j, period - j)
+    raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
+
+
+def _pad(x: torch.Tensor, pads: tuple[int, int, int, int], boundary: str) -> torch.Tensor:
+    """Pad the last two dims of a (N, C, H, W) tensor by (top, bottom, left, right)."""
+    top, bottom, left, right = pads
+    mode = "constant" if boundary == "zero" else boundary
+    return F.pad(x, (left, right, top, bottom), mode=mode)
+
+
+def _pad_adjoint(p: torch.Tensor, pads: tuple[int, int, int, int], boundary: str) -> torch.Tensor:
+    """Adjoint of ``_pad``: crop, and (except for zero padding) add the padded border back onto
+    the pixels it was copied from."""
+    top, bottom, left, right = pads
+    h = p.shape[-2] - top - bottom
+    w = p.shape[-1] - left - right
+    if boundary == "zero":
+        return p[..., top:top + h, left:left + w]
+    rows = _source_indices(h, top, bottom, boundary, p.device)
+    cols = _source_indices(w, left, right, boundary, p.device)
+    out = p.new_zeros((*p.shape[:-2], h, p.shape[-1])).index_add(-2, rows, p)
+    return out.new_zeros((*p.shape[:-2], h, w)).index_add(-1, cols, out)
+
+
+def convolve(x: torch.Tensor, kernels: torch.Tensor, boundary: str) -> torch.Tensor:
+    """Convolution of (N, 1, H, W) images with a bank of kernels (C, kh, kw) -> (N, C, H, W).
+
+    (k * x)[i] = sum_m k[m] x[i + c - m] with the kernel centre c = (kh // 2, kw // 2) and x
+    extended beyond the image by ``boundary`` (same as scipy.ndimage.convolve with modes wrap,
+    mirror, nearest, constant).
+    """
+    kh, kw = kernels.shape[-2:]
+    pads = (*_pad_sizes(kh), *_pad_sizes(kw))
+    weight = torch.flip(kernels, (-2, -1)).unsqueeze(1)
+    return F.conv2d(_pad(x, pads, boundary), weight)
+
+
+def convolve_adjoint(y: torch.Tensor, kernels: torch.Tensor, boundary: str) -> torch.Tensor:
+    """Adjoint of ``convolve``: (N, C, H, W) -> (N, 1, H, W), summed over the C kernels."""
+    kh, kw = kernels.shape[-2:]
+    pads = (*_pad_sizes(kh), *_pad_sizes(kw))
+    weight = torch.flip(kernels, (-2, -1)).unsqueeze(1)
+    return _pad_adjoint(F.conv_transpose2d(y, weight), pads, boundary)
+
+
+def _as_images(x: torch.Tensor, name: str) -> tuple[torch.Tensor, tuple[int, ...]]:
+    _check_tensor(name, x, 2)
+    lead = x.shape[:-2]
+    return x.reshape(-1, 1, *x.shape[-2:]), lead
+
+
+class Blur(LinearOperator):
+    """Convolution A x = k * x of images ``(..., H, W)`` with a 2-D kernel.
+
+    ``boundary``: ``"circular"`` (periodic; computed with the FFT), ``"reflect"`` (mirror
+    without repeating the edge), ``"replicate"`` (edge value), ``"zero"``. The kernel centre is
+    at index (kh // 2, kw // 2). For circular blur ||A|| = max |FFT(k)| over the image grid.
+    """
+
+    def __init__(self, kernel: torch.Tensor, boundary: str = "circular"):
+        _check_tensor("kernel", kernel, 2)
+        if kernel.dim() != 2:
+            raise ValueError(f"kernel must be 2-D (kh, kw), got shape {tuple(kernel.shape)}")
+        if not bool(torch.isfinite(kernel).all()):
+            raise ValueError("kernel must be finite")
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
+        self.kernel = kernel
+        self.boundary = boundary
+
+    def _kernel_for(self, x):
+        return self.kernel.to(device=x.device, dtype=x.dtype)
+
+    def transfer_function(self, shape, device=None, dtype=torch.float64) -> torch.Tensor:
+        """rfft2 of the kernel embedded in an image of ``shape`` with its centre at (0, 0)."""
+        h, w = shape
+        kh, kw = self.kernel.shape
+        if kh > h or kw > w:
+            raise ValueError(f"kernel {tuple(self.kernel.shape)} is larger than the image {shape}")
+        k = self.kernel.to(device=device or self.kernel.device, dtype=dtype)
+        padded = k.new_zeros((h, w))
+        padded[:kh, :kw] = k
+        padded = torch.roll(padded, shifts=(-(kh // 2), -(kw // 2)), dims=(0, 1))
+        return torch.fft.rfft2(padded)
+
+    def forward(self, x):
+        images, lead = _as_images(x, "x")
+        if self.boundary == "circular":
+            k_hat = self.transfer_function(x.shape[-2:], x.device, x.dtype)
+            out = torch.fft.irfft2(torch.fft.rfft2(images) * k_hat, s=x.shape[-2:])
+        else:
+            out = convolve(images, self._kernel_for(x)[None], self.boundary)
+        return out.reshape(*lead, *x.shape[-2:])
+
+    def adjoint(self, y):
+        images, lead = _as_images(y, "y")
+        if self.boundary == "circular":
+            k_hat = self.transfer_function(y.shape[-2:], y.device, y.dtype)
+            out = torch.fft.irfft2(torch.fft.rfft2(images) * k_hat.conj(), s=y.shape[-2:])
+        else:
+            out = convolve_adjoint(images, self._kernel_for(y)[None], self.boundary)
+        return out.reshape(*lead, *y.shape[-2:])
+
+    def solve_shifted_normal(self, z, tau):
+        """(I + tau A^T A)^{-1} z, in closed form by the FFT; circular boundary only."""
+        if self.boundary != "circular":
+            raise NotImplementedError("closed-form (I + tau A^T A)^-1 needs circular boundary")
+        k_hat = self.transfer_function(z.shape[-2:], z.device, z.dtype)
+        return torch.fft.irfft2(torch.fft.rfft2(z) / (1 + tau * k_hat.abs() ** 2), s=z.shape[-2:])
+
+    def fft_norm(self, shape) -> float:
+        """The closed-form norm for circular boundary: max over frequencies of |FFT(k)|."""
+        return float(self.transfer_function(shape).abs().max())
+
+
+def gaussian_kernel(sigma: float, size: int | None = None, dtype=torch.float64) -> torch.Tensor:
+    """Normalised Gaussian kernel exp(-(i^2 + j^2) / (2 sigma^2)) of odd ``size`` (default
+    2 * ceil(3 sigma) + 1)."""
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    size = 2 * math.ceil(3 * sigma) + 1 if size is None else int(size)
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be a positive odd integer, got {size}")
+    r = torch.arange(size, dtype=dtype) - size // 2
+    g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def motion_kernel(length: float, angle: float, size: int | None = None, dtype=torch.float64,
+                  oversampling: int = 16) -> torch.Tensor:
+    """Normalised linear motion-blur kernel: a segment of ``length`` pixels at ``angle`` degrees
+    (counter-clockwise from the x axis) through the centre, rasterised by bilinear splatting of
+    ``oversampling`` points per pixel of length."""
+    if not length > 0:
+        raise ValueError(f"length must be positive, got {length}")
+    size = 2 * math.ceil(length / 2) + 1 if size is None else int(size)
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be a positive odd integer, got {size}")
+    n = max(2, int(math.ceil(length * oversampling)))
+    t = torch.linspace(-length / 2, length / 2, n, dtype=torch.float64)
+    theta = math.radians(angle)
+    cols = size // 2 + t * math.cos(theta)
+    rows = size // 2 - t * math.sin(theta)
+    kernel = torch.zeros(size, size, dtype=torch.float64)
+    r0, c0 = rows.floor(), cols.floor()
+    for dr in (0, 1):
+        for dc in (0, 1):
+            weight = (1 - (rows - r0 - dr).abs()) * (1 - (cols - c0 - dc).abs())
+            r, c = (r0 + dr).long(), (c0 + dc).long()
+            inside = (r >= 0) & (r < size) & (c >= 0) & (c < size)
+            kernel.index_put_((r[inside], c[inside]), weight[inside], accumulate=True)
+    return (kernel / kernel.sum()).to(dtype)
+
+
+class GaussianBlur(Blur):
+    """``Blur`` with the normalised Gaussian kernel of standard deviation ``sigma`` pixels."""
+
+    def __init__(self, sigma: float, size: int | None = None, boundary: str = "circular"):
+        super().__init__(gaussian_kernel(sigma, size), boundary)
+        self.sigma = sigma
+
+
+class MotionBlur(Blur):
+    """``Blur`` with a linear motion kernel of ``length`` pixels at ``angle`` degrees."""
+
+    def __init__(self, length: float, angle: float = 0.0, size: int | None = None,
+                 boundary: str = "circular"):
+        super().__init__(motion_kernel(length, angle, size), boundary)
+        self.length, self.angle = length, angle
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class Inpainting(LinearOperator):
+    """A x = m * x with a 0/1 ``mask`` of shape (H, W) (missing pixels read as zero).
+
+    A is a diagonal projection: self-adjoint, ||A|| = 1 when any pixel is observed.
+    """
+
+    def __init__(self, mask: torch.Tensor):
+        if not isinstance(mask, torch.Tensor) or mask.dim() < 1:
+            raise TypeError("mask must be a tensor of shape (H, W) (or any event shape)")
+        values = mask.to(torch.float64)
+        if not bool(((values == 0) | (values == 1)).all()):
+            raise ValueError("mask must contain only 0 and 1 (or booleans)")
+        self.mask = mask.bool()
+        self.input_shape = tuple(mask.shape)
+
+    def _apply(self, x, name):
+        _check_tensor(name, x)
+        if tuple(x.shape[-self.mask.dim():]) != self.input_shape:
+            raise ValueError(f"{name} must end with shape {self.input_shape}, got {tuple(x.shape)}")
+        return x * self.mask.to(device=x.device, dtype=x.dtype)
+
+    def forward(self, x):
+        return self._apply(x, "x")
+
+    def adjoint(self, y):
+        return self._apply(y, "y")
+
+    def solve_shifted_normal(self, z, tau):
+        """(I + tau A^T A)^{-1} z: divide observed pixels by 1 + tau."""
+        return z / (1 + tau * self.mask.to(device=z.device, dtype=z.dtype))
+
+
+class Downsampling(LinearOperator):
+    """A x = S (k * x): blur with ``filter`` then keep every ``factor``-th pixel (phase 0).
+
+    ``filter``: ``"box"`` (factor x factor average), ``"gaussian"`` (sigma = factor / 2, the
+    usual anti-aliasing choice), ``None`` (no filter) or a 2-D kernel tensor. The adjoint is
+    k^T * (S^T y) with S^T the zero-filling upsampler.
+    """
+
+    def __init__(self, factor: int, filter="gaussian", boundary: str = "circular"):
+        if not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor!r}")
+        if isinstance(filter, torch.Tensor):
+            kernel = filter
+        elif filter == "box":
+            kernel = torch.full((factor, factor), 1.0 / factor**2, dtype=torch.float64)
+        elif filter == "gaussian":
+            kernel = gaussian_kernel(factor / 2.0)
+        elif filter is None:
+            kernel = torch.ones(1, 1, dtype=torch.float64)
+        else:
+            raise ValueError(f"filter must be 'box', 'gaussian', None or a kernel tensor, got {filter!r}")
+        self.factor = factor
+        self.blur = Blur(kernel, boundary)
+
+    def forward(self, x):
+        return self.blur.forward(x)[..., ::self.factor, ::self.factor]
+
+    def adjoint(self, y, output_shape=None):
+        _check_tensor("y", y, 2)
+        h, w = output_shape or (y.shape[-2] * self.factor, y.shape[-1] * self.factor)
+        up = y.new_zeros((*y.shape[:-2], h, w))
+        up[..., ::self.factor, ::self.factor] = y
+        return self.blur.adjoint(up)
+
+    def adjointness_error(self, input_shape=None, **kwargs) -> float:
+        shape = self._shape(input_shape)
+        if shape[-2] % self.factor or shape[-1] % self.factor:
+            raise ValueError(f"input_shape {shape} must be divisible by factor {self.factor}")
+        return super().adjointness_error(shape, **kwargs)
+
+
+class CompressedSensing(LinearOperator):
+    """A x = Phi x for a measurement matrix ``matrix`` (m, n); vectors (..., n) -> (..., m)."""
+
+    def __init__(self, matrix: torch.Tensor):
+        _check_tensor("matrix", matrix, 2)
+        if matrix.dim() != 2:
+            raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(matrix.shape)}")
+        self.matrix = matrix
+        self.input_shape = (matrix.shape[1],)
+
+    @classmethod
+    def gaussian(cls, m: int, n: int, generator=0, dtype=torch.float64, normalize_columns=True):
+        """Entries N(0, 1/m), columns rescaled to unit norm (the LISTA benchmark matrix)."""
+        g = make_generator(generator, "cpu")
+        a = torch.randn(m, n, generator=g, dtype=torch.float64) / math.sqrt(m)
+        if normalize_columns:
+            a = a / torch.linalg.vector_norm(a, dim=0, keepdim=True)
+        return cls(a.to(dtype))
+
+    def _matrix_for(self, x):
+        return self.matrix.to(device=x.device, dtype=x.dtype)
+
+    def forward(self, x):
+        _check_tensor("x", x)
+        if x.shape[-1] != self.matrix.shape[1]:
+            raise ValueError(f"x must end with size {self.matrix.shape[1]}, got {tuple(x.shape)}")
+        return x @ self._matrix_for(x).T
+
+    def adjoint(self, y):
+        _check_tensor("y", y)
+        if y.shape[-1] != self.matrix.shape[0]:
+            raise ValueError(f"y must end with size {self.matrix.shape[0]}, got {tuple(y.shape)}")
+        return y @ self._matrix_for(y)
+
+    def exact_norm(self) -> float:
+        """The largest singular value of the matrix."""
+        return float(torch.linalg.matrix_norm(self.matrix.to(torch.float64), ord=2))
+
+
+class Radon(LinearOperator):
+    """Parallel-beam Radon transform of ``(..., size, size)`` images -> ``(..., angles, detectors)``.
+
+    (R f)(theta, s) = int f(s cos(theta) - t sin(theta), s sin(theta) + t cos(theta)) dt, with the
+    origin at the image centre (x to the right, y up), unit pixel spacing, ``detectors``
+    (default ``size``) unit-spaced detector bins, the line integral sampled every pixel along
+    the ray across the whole image (ceil(size sqrt 2) + 1 samples) and f read by bilinear
+    interpolation (zero outside). ``angles`` in degrees: a tensor, or an int n for n angles
+    uniformly in [0, 180). The forward map samples with ``grid_sample``; the adjoint spreads
+    each ray value back onto the four pixels of every sample with the same bilinear weights
+    (a scatter-add), so that <R f, g> = <f, R^T g> exactly. Angles are processed in chunks of
+    about ``chunk`` samples to bound memory.
+    """
+
+    def __init__(self, angles, size: int, detectors: int | None = None, chunk: int = 2**21):
+        if isinstance(angles, int):
+            if angles < 1:
+                raise ValueError(f"angles must be >= 1, got {angles}")
+            angles = torch.arange(angles, dtype=torch.float64) * (180.0 / angles)
+        angles = torch.as_tensor(angles, dtype=torch.float64).reshape(-1)
+        if angles.numel() == 0 or not bool(torch.isfinite(angles).all()):
+            raise ValueError("angles must be a non-empty finite list of degrees")
+        if not isinstance(size, int) or size < 2:
+            raise ValueError(f"size must be an integer >= 2, got {size!r}")
+        self.angles = angles
+        self.size = size
+        self.detectors = size if detectors is None else int(detectors)
+        self.samples = int(math.ceil(size * math.sqrt(2))) + 1
+        self.input_shape = (size, size)
+        self.output_shape = (angles.numel(), self.detectors)
+        self.chunk = max(1, chunk // (self.detectors * self.samples))
+
+    def _coordinates(self, angles, device, dtype):
+        """Column and row coordinates (in pixels) of every sample: (angles, detectors, samples)."""
+        n, d = self.size, self.detectors
+        theta = torch.deg2rad(angles.to(device=device, dtype=dtype))[:, None, None]
+        s = (torch.arange(d, device=device, dtype=dtype) - (d - 1) / 2)[None, :, None]
+        t = (torch.arange(self.samples, device=device, dtype=dtype) - (self.samples - 1) / 2)
+        t = t[None, None, :]
+        centre = (n - 1) / 2
+        columns = s * torch.cos(theta) - t * torch.sin(theta) + centre
+        rows = centre - (s * torch.sin(theta) + t * torch.cos(theta))
+        return columns, rows
+
+    def forward(self, x):
+        _check_tensor("x", x, 2)
+        if tuple(x.shape[-2:]) != self.input_shape:
+            raise ValueError(f"x must end with shape {self.input_shape}, got {tuple(x.shape)}")
+        images = x.reshape(1, -1, self.size, self.size)
+        out = []
+        for start in range(0, self.angles.numel(), self.chunk):
+            columns, rows = self._coordinates(self.angles[start:start + self.chunk], x.device, x.dtype)
+            grid = torch.stack([columns, rows], -1) * (2.0 / (self.size - 1)) - 1.0
+            grid = grid.reshape(1, -1, self.samples, 2)
+            sampled = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
+                                    align_corners=True)
+            out.append(sampled.sum(-1).reshape(images.shape[1], -1, self.detectors))
+        return torch.cat(out, 1).reshape(*x.shape[:-2], *self.output_shape)
+
+    def adjoint(self, y):
+        _check_tensor("y", y, 2)
+        if tuple(y.shape[-2:]) != self.output_shape:
+            raise ValueError(f"y must end with shape {self.output_shape}, got {tuple(y.shape)}")
+        n = self.size
+        width = n + 3  # a canvas with a border of one (left/top) and two (right/bottom) pixels
+        rays = y.reshape(-1, *self.output_shape)
+        batch = rays.shape[0]
+        canvas = y.new_zeros(batch * width * width)
+        offsets = torch.arange(batch, device=y.device)[:, None] * (width * width)
+        for start in range(0, self.angles.numel(), self.chunk):
+            columns, rows = self._coordinates(self.angles[start:start + self.chunk], y.device, y.dtype)
+            # Samples beyond the border put all their weight on the (discarded) border.
+            columns, rows = columns.clamp(-1, n), rows.clamp(-1, n)
+            c0, r0 = columns.floor(), rows.floor()
+            fc, fr = columns - c0, rows - r0
+            base = ((r0.long() + 1) * width + (c0.long() + 1))
+            base = (base.reshape(1, -1) + offsets).reshape(-1)
+            values = rays[:, start:start + self.chunk, :, None]
+            top, bottom = values * (1 - fr), values * fr
+            canvas.index_add_(0, base, (top * (1 - fc)).reshape(-1))
+            canvas.index_add_(0, base + 1, (top * fc).reshape(-1))
+            canvas.index_add_(0, base + width, (bottom * (1 - fc)).reshape(-1))
+            canvas.index_add_(0, base + width + 1, (bottom * fc).reshape(-1))
+        image = canvas.reshape(batch, width, width)[:, 1:n + 1, 1:n + 1]
+        return image.reshape(*y.shape[:-2], *self.input_shape)
