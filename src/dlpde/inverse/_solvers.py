@@ -182,7 +182,8 @@ def _project_unit_ball(p: torch.Tensor, radius) -> torch.Tensor:
 
 
 def total_variation_restoration(operator: LinearOperator, y: torch.Tensor, weight: float,
-                                stopping=None, x0=None, nonnegative: bool = False) -> SolverResult:
+                                stopping=None, x0=None, nonnegative: bool = False,
+                                operator_norm: float | None = None) -> SolverResult:
     """min_x 1/2 ||A x - y||^2 + weight TV(x) by the primal-dual method of Chambolle & Pock
     (2011), for any operator A on images (..., H, W).
 
@@ -190,7 +191,8 @@ def total_variation_restoration(operator: LinearOperator, y: torch.Tensor, weigh
     circular blur), the data term is handled by its proximal map and K = grad (||K||^2 <= 8);
     otherwise both terms are dualised, K = [A; grad], ||K||^2 <= ||A||^2 + 8. Steps
     tau = sigma = 0.99 / ||K||, theta = 1. ``nonnegative`` adds the constraint x >= 0 (only in
-    the dualised form). History: the objective per iteration.
+    the dualised form). ``operator_norm``: ||A|| if known (else power iteration). History: the
+    objective per iteration.
     """
     rule = _rule(stopping)
     y = _as_batch(y, operator)
@@ -211,7 +213,9 @@ def total_variation_restoration(operator: LinearOperator, y: torch.Tensor, weigh
         k_norm = math.sqrt(8.0)
         a_ty = image
     else:
-        k_norm = math.sqrt(operator.norm(input_shape=x.shape[-2:], device=y.device) ** 2 + 8.0)
+        if operator_norm is None:
+            operator_norm = operator.norm(input_shape=x.shape[-2:], device=y.device)
+        k_norm = math.sqrt(operator_norm**2 + 8.0)
     tau = sigma = 0.99 / k_norm
     history, stopped, k = [], "max_iterations", 0
     for k in range(1, rule.max_iterations + 1):
@@ -286,10 +290,11 @@ def tikhonov(operator: LinearOperator, y: torch.Tensor, weight: float, stopping=
 
 
 def richardson_lucy(operator: LinearOperator, y: torch.Tensor, stopping=None, x0=None,
-                    epsilon: float = 1e-12) -> SolverResult:
+                    epsilon: float = 1e-12, callback=None) -> SolverResult:
     """Richardson-Lucy (1972, 1974): x <- x * A^T(y / A x) / A^T 1, the EM algorithm for
     Poisson data with a non-negative operator; stopped early (iteration count, tolerance, or the
-    discrepancy principle) since it converges to the noisy maximum-likelihood solution."""
+    discrepancy principle) since it converges to the noisy maximum-likelihood solution.
+    ``callback(k, x_k)`` is called after every iteration."""
     rule = _rule(stopping)
     y = _as_batch(y, operator)
     normaliser = operator.adjoint(torch.ones_like(y)).clamp_min(epsilon)
@@ -298,6 +303,8 @@ def richardson_lucy(operator: LinearOperator, y: torch.Tensor, stopping=None, x0
     for k in range(1, rule.max_iterations + 1):
         x_old = x
         x = x * operator.adjoint(y / operator.forward(x).clamp_min(epsilon)) / normaliser
+        if callback is not None:
+            callback(k, x)
         residual = operator.forward(x) - y
         history.append(float(torch.linalg.vector_norm(residual)))
         if rule.discrepancy_reached(residual):

@@ -140,7 +140,7 @@ class TRD(nn.Module):
 
     @property
     def stopping_time(self) -> float:
-        return float(self.log_stopping_time.exp()) if not self.fidelity else float(self.stages)
+        return float(self.log_stopping_time.detach().exp()) if not self.fidelity else float(self.stages)
 
     def filters_of(self, t: int) -> torch.Tensor:
         """The filters of stage t (0-based): (filters, size, size), zero-mean, unit norm."""

@@ -18,16 +18,20 @@ def scores(estimate: torch.Tensor, clean: torch.Tensor) -> dict:
 
 
 def best_weight_tv(operator, y: torch.Tensor, clean: torch.Tensor, low: float, high: float,
-                   evaluations: int = 8, iterations: int = 300) -> tuple[torch.Tensor, float]:
+                   evaluations: int = 8, iterations: int = 300, nonnegative: bool = False
+                   ) -> tuple[torch.Tensor, float]:
     """TV restoration with the PSNR-best weight (an oracle: the clean image is known), found by
     golden-section search on log(weight) in [low, high]. Returns (estimate, weight)."""
     cache = {}
+    norm = None if hasattr(operator, "solve_shifted_normal") and not nonnegative else \
+        operator.norm(input_shape=y.shape[-2:], iterations=50, tolerance=1e-6)
 
     def value(log_weight):
         if log_weight not in cache:
             result = total_variation_restoration(
                 operator, y, math.exp(log_weight),
-                stopping=StoppingRule(max_iterations=iterations, tolerance=1e-5))
+                stopping=StoppingRule(max_iterations=iterations, tolerance=1e-5),
+                nonnegative=nonnegative, operator_norm=norm)
             cache[log_weight] = (float(psnr(result.solution.clamp(0, 1), clean).mean()),
                                  result.solution)
         return cache[log_weight][0]

@@ -29,7 +29,7 @@ class Config:
     probability: float = 0.1
     layers: int = 16
     weight: float = 0.1
-    methods: tuple[str, ...] = ("LISTA", "LISTA_CP", "LISTA_CPSS", "ALISTA")
+    methods: tuple[str, ...] = ("ALISTA", "LISTA_CPSS", "LISTA_CP", "LISTA")
     noisy: bool = True
     snr_db: float = 40.0
     batch: int = 64
@@ -112,8 +112,8 @@ def run(config: Config, run_dir) -> dict:
     settings = ["noiseless", "snr"] if config.noisy else ["noiseless"]
     curves = {key: value for key, value in _classical(config, device).items() if key[1] in settings}
     tasks, keys = [], []
-    for setting in settings:
-        for method in config.methods:
+    for method in config.methods:
+        for setting in settings:
             folder = run_dir.path / "checkpoints" / f"{method}-{setting}"
             folder.mkdir(parents=True, exist_ok=True)
             tasks.append((config, method, setting, str(folder), run_dir.resume))
