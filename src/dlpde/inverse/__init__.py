@@ -42,7 +42,7 @@ from ._networks import (
     haar_transform,
     inverse_haar_transform,
 )
-from ._noise import GaussianNoise, PoissonNoise, noise_level_for_snr, nmse_db, psnr, ssim
+from ._noise import GaussianNoise, PoissonNoise, nmse_db, noise_level_for_snr, psnr, ssim
 from ._operators import (
     Blur,
     CompressedSensing,

@@ -49,7 +49,7 @@ class _Unrolled(nn.Module):
         if not isinstance(layers, int) or layers < 1:
             raise ValueError(f"layers must be a positive int, got {layers!r}")
         if not weight > 0:
-            raise ValueError(f"weight (the l1 weight lambda of the initial thresholds) must be > 0, got {weight}")
+            raise ValueError(f"weight (the l1 weight of the initial thresholds) must be > 0, got {weight}")
         self.register_buffer("matrix", matrix.clone())
         self.layers = layers
         self.lipschitz = _lipschitz(matrix)

@@ -218,7 +218,7 @@ def total_variation_restoration(operator: LinearOperator, y: torch.Tensor, weigh
         k_norm = math.sqrt(operator_norm**2 + 8.0)
     tau = sigma = 0.99 / k_norm
     history, stopped, k = [], "max_iterations", 0
-    for k in range(1, rule.max_iterations + 1):
+    for k in range(1, rule.max_iterations + 1):  # noqa: B007 (k is the count returned)
         x_old = x
         p = _project_unit_ball(p + sigma * image_gradient(x_bar), weight)
         if closed_form:
@@ -270,7 +270,7 @@ def tikhonov(operator: LinearOperator, y: torch.Tensor, weight: float, stopping=
     rr = dot(r, r)
     rhs_norm = torch.linalg.vector_norm(rhs.flatten(1), dim=1).clamp_min(1e-300)
     history, stopped, k = [], "max_iterations", 0
-    for k in range(1, rule.max_iterations + 1):
+    for k in range(1, rule.max_iterations + 1):  # noqa: B007 (k is the count returned)
         ad = apply(d)
         alpha = rr / dot(d, ad).clamp_min(1e-300)
         x = x + alpha * d

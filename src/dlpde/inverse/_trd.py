@@ -78,8 +78,8 @@ class RadialBasisInfluence(nn.Module):
         channels, points = values.shape
         if z.shape[1] != channels:
             raise ValueError(f"z must have {channels} channels, got shape {tuple(z.shape)}")
-        position = ((z - start) / spacing).clamp(0, points - 1.000001)
-        lower = position.detach().floor()
+        position = ((z - start) / spacing).clamp(0, points - 1)
+        lower = position.detach().floor().clamp(max=points - 2)
         fraction = position - lower
         index = lower.long() + (torch.arange(channels, device=z.device) * points).reshape(1, -1, 1, 1)
         flat = values.reshape(-1)

@@ -262,7 +262,7 @@ _PAPER = Config(stages=5, filter_size=7, greedy_steps=2000, joint_steps=2000, di
 
 STUDY = Study(
     name="inverse.denoise",
-    description="Gaussian denoising on held-out images: TRD (with/without fidelity), DnCNN, U-Net vs TV, wavelets, BM3D.",
+    description="Denoising on held-out images: TRD (+/- fidelity), DnCNN, U-Net vs TV, wavelets, BM3D.",
     config=Config,
     presets={"smoke": _SMOKE, "quick": _QUICK, "full": _FULL, "paper": _PAPER},
     run=run,
