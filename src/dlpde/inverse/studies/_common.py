@@ -24,7 +24,7 @@ def best_weight_tv(operator, y: torch.Tensor, clean: torch.Tensor, low: float, h
     golden-section search on log(weight) in [low, high]. Returns (estimate, weight)."""
     cache = {}
     norm = None if hasattr(operator, "solve_shifted_normal") and not nonnegative else \
-        operator.norm(input_shape=y.shape[-2:], iterations=50, tolerance=1e-6)
+        operator.norm(input_shape=clean.shape[-2:], iterations=50, tolerance=1e-6)
 
     def value(log_weight):
         if log_weight not in cache:
