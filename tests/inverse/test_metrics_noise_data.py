@@ -95,3 +95,11 @@ def test_import_pulls_no_heavy_modules():
     code = ("import sys, dlpde.inverse; bad = [m for m in ('matplotlib', 'skimage', 'pywt', 'e3nn', "
             "'jax') if m in sys.modules]; print(bad); assert not bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_monte_carlo_check_catches_wrong_noise_level():
+    """The n-sigma check used above fails on a deliberately mis-scaled noise model."""
+    z = torch.zeros(200_000, dtype=torch.float64)
+    y = GaussianNoise(0.31)(z, 7)  # claims 0.3
+    with pytest.raises(AssertionError):
+        assert_monte_carlo_close(float(y.var()), 0.09 * math.sqrt(2 / y.numel()), 0.09)

@@ -169,3 +169,11 @@ def test_bad_inputs():
         CompressedSensing.gaussian(3, 4)(torch.zeros(2, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="factor"):
         Downsampling(0)
+
+
+def test_adjointness_error_detects_a_wrong_adjoint():
+    class Scaled(Blur):  # adjoint off by 1 %: must show up far above 1e-10
+        def adjoint(self, y):
+            return 1.01 * super().adjoint(y)
+
+    assert Scaled(KERNEL, "reflect").adjointness_error((13, 11)) > 1e-3
