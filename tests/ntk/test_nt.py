@@ -34,11 +34,9 @@ pytestmark = pytest.mark.nt
 
 @pytest.fixture(scope="module")
 def nt():
-    neural_tangents = pytest.importorskip("neural_tangents")
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    return neural_tangents
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)  # before neural_tangents creates any constant
+    return pytest.importorskip("neural_tangents")
 
 
 def _channels_last(x):
