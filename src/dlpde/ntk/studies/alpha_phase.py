@@ -238,6 +238,7 @@ STUDY = Study(
                         n_test=1024, time=300.0, bisection_steps=10),
     },
     run=run,
-    citations=("chizat2019lazy", "geiger2020disentangling", "jacot2018ntk", "lee2019wide"),
+    citations=("chizat2019lazy", "geiger2020disentangling", "jacot2018ntk", "lee2019wide",
+               "cristianini2002alignment"),
     in_tour=True,
 )
