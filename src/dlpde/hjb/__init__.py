@@ -1,3 +1,56 @@
-"""dlpde.hjb (public names are re-exported here as the thread is built)."""
+"""dlpde.hjb: Hamilton-Jacobi(-Bellman) equations ``u_t + H(x, grad u) = 0``, ``u(x, 0) = g(x)``.
 
-__all__: list[str] = []
+- Hamiltonians: ``Hamiltonian`` (``from_function``), ``QuadraticHamiltonian``,
+  ``NormHamiltonian``, ``LQRHamiltonian``.
+- Exact references: ``hopf_lax_value``; ``HJProblem`` with the closed forms
+  ``min_of_quadratics_problem``, ``kink_problem``, ``lqr_problem`` (``RiccatiSolution``).
+- Characteristics: ``characteristics``, ``backward_characteristics``.
+- Neural solvers with one ``fit`` / ``value`` / ``gradient`` interface: ``DGMSolver``,
+  ``CharacteristicSolver``, ``ValueGradientSolver`` (networks ``ValueNetwork``, ``DGMNetwork``).
+- Optimal control: ``solve_pontryagin_bvp`` (batched multiple shooting with time marching),
+  ``pontryagin_data_source``, ``ControlAffineProblem``, ``rigid_body_problem``,
+  ``simulate_closed_loop``, ``value_feedback``.
+"""
+
+from ._bvp import PontryaginSolution, pontryagin_data_source, solve_pontryagin_bvp
+from ._characteristics import (
+    CharacteristicPath,
+    CharacteristicState,
+    backward_characteristics,
+    characteristics,
+)
+from ._control import ControlAffineProblem, rigid_body_problem, simulate_closed_loop, value_feedback
+from ._hamiltonians import Hamiltonian, LQRHamiltonian, NormHamiltonian, QuadraticHamiltonian
+from ._hopf_lax import hopf_lax_value
+from ._networks import DGMNetwork, ValueNetwork
+from ._problems import HJProblem, RiccatiSolution, kink_problem, lqr_problem, min_of_quadratics_problem
+from ._solvers import CharacteristicSolver, DGMSolver, ValueGradientSolver
+
+__all__ = [
+    "Hamiltonian",
+    "QuadraticHamiltonian",
+    "NormHamiltonian",
+    "LQRHamiltonian",
+    "hopf_lax_value",
+    "HJProblem",
+    "min_of_quadratics_problem",
+    "kink_problem",
+    "lqr_problem",
+    "RiccatiSolution",
+    "characteristics",
+    "backward_characteristics",
+    "CharacteristicState",
+    "CharacteristicPath",
+    "ValueNetwork",
+    "DGMNetwork",
+    "DGMSolver",
+    "CharacteristicSolver",
+    "ValueGradientSolver",
+    "solve_pontryagin_bvp",
+    "PontryaginSolution",
+    "pontryagin_data_source",
+    "ControlAffineProblem",
+    "rigid_body_problem",
+    "simulate_closed_loop",
+    "value_feedback",
+]

@@ -1,0 +1,289 @@
+"""Control-affine optimal control, its Hamilton-Jacobi-Bellman equation, and closed-loop tests.
+
+The problem ``min_v int_0^T [ q(x) + v^T R v / 2 ] dt + phi(x(T))`` with ``x' = f(x) + B(x) v``
+has the value function ``V(x, tau)`` (``tau`` = time to go) solving
+``V_tau + H(x, grad V) = 0``, ``V(x, 0) = phi(x)``, with the time-to-go Hamiltonian
+
+    H(x, p) = -p . f(x) - q(x) + p^T B(x) R^{-1} B(x)^T p / 2,
+
+and the optimal feedback ``v = -R^{-1} B(x)^T grad V(x, T - time)``. Linearising ``f`` and taking
+the quadratic parts of ``q`` and ``phi`` at ``x = 0`` gives the LQR problem
+(``ControlAffineProblem.lqr_problem``). ``simulate_closed_loop`` integrates the closed loop of a
+feedback and its cost. The rigid-body attitude problem is the 6-state example of
+Nakamura-Zimmerer, Gong & Kang (SISC 2021).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import func as tfunc
+
+from dlpde.shared.ode import integrate
+
+from ._hamiltonians import Hamiltonian, _check_pair, _symmetric_psd
+from ._problems import HJProblem, _check_points, lqr_problem
+
+__all__ = ["ControlAffineProblem", "rigid_body_problem", "simulate_closed_loop", "value_feedback"]
+
+
+class _ControlHamiltonian(Hamiltonian):
+    """``H(x, p) = -p . f(x) - q(x) + |R^{-1/2} B(x)^T p|^2 / 2`` of a ``ControlAffineProblem``."""
+
+    convex = True
+    state_dependent = True
+
+    def __init__(self, problem: ControlAffineProblem):
+        self.problem = problem
+        self.dim = problem.dim
+
+    def value(self, x, p):
+        _check_pair(x, p)
+        problem = self.problem
+        bp = torch.einsum("bij,bi->bj", problem.input_matrix(x), p)  # B^T p, (B, m)
+        quadratic = (bp * (bp @ problem.control_weight_inverse.to(x))).sum(-1)
+        return -(p * problem.drift(x)).sum(-1) - problem.state_cost(x) + 0.5 * quadratic
+
+    def grad_p(self, x, p):
+        _check_pair(x, p)
+        problem = self.problem
+        matrix = problem.input_matrix(x)
+        bp = torch.einsum("bij,bi->bj", matrix, p)
+        return -problem.drift(x) + torch.einsum(
+            "bij,bj->bi", matrix, bp @ problem.control_weight_inverse.to(x)
+        )
+
+
+class ControlAffineProblem:
+    """``min_v int_0^T [q(x) + v^T R v/2] dt + phi(x(T))``, ``x' = f(x) + B(x) v``.
+
+    Args:
+        drift: ``f: (N, d) -> (N, d)``; input_matrix: ``B: (N, d) -> (N, d, m)`` or a constant
+            ``(d, m)`` matrix; state_cost ``q`` and terminal_cost ``phi``: ``(N, d) -> (N,)``;
+            control_weight: ``R``, ``(m, m)`` symmetric positive definite. All torch functions
+            composable with ``torch.func`` (the boundary-value solver differentiates them twice).
+        dim, control_dim: ``d`` and ``m``; horizon: ``T``; radius: the half-widths of the box of
+            initial states (a number or ``d`` numbers).
+    """
+
+    def __init__(
+        self,
+        drift: Callable,
+        input_matrix,
+        state_cost: Callable,
+        control_weight,
+        terminal_cost: Callable,
+        *,
+        dim: int,
+        control_dim: int,
+        horizon: float,
+        radius=1.0,
+        name: str = "control",
+    ):
+        for label, function in (
+            ("drift", drift),
+            ("state_cost", state_cost),
+            ("terminal_cost", terminal_cost),
+        ):
+            if not callable(function):
+                raise TypeError(f"{label} must be callable")
+        self.drift_function, self.state_cost, self.terminal_cost = drift, state_cost, terminal_cost
+        if callable(input_matrix):
+            self._input = input_matrix
+        else:
+            constant = torch.as_tensor(input_matrix, dtype=torch.float64)
+            if constant.shape != (dim, control_dim):
+                raise ValueError(
+                    f"input_matrix must have shape ({dim}, {control_dim}), got {tuple(constant.shape)}"
+                )
+            self._input = lambda x: constant.to(x).expand(x.shape[0], -1, -1)
+        self.control_weight = _symmetric_psd(
+            torch.as_tensor(control_weight, dtype=torch.float64), "control_weight", definite=True
+        )
+        if self.control_weight.shape != (control_dim, control_dim):
+            raise ValueError(f"control_weight must have shape ({control_dim}, {control_dim})")
+        self.control_weight_inverse = torch.linalg.inv(self.control_weight)
+        self.dim, self.control_dim = dim, control_dim
+        self.horizon, self.radius, self.name = float(horizon), radius, name
+
+    def drift(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drift_function(x)
+
+    def input_matrix(self, x: torch.Tensor) -> torch.Tensor:
+        return self._input(x)
+
+    def dynamics(self, x: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
+        """``f(x) + B(x) v``, shape ``(N, d)``."""
+        return self.drift(x) + torch.einsum("bij,bj->bi", self.input_matrix(x), control)
+
+    def running_cost(self, x: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
+        """``q(x) + v^T R v / 2``, shape ``(N,)``."""
+        return self.state_cost(x) + 0.5 * ((control @ self.control_weight.to(x)) * control).sum(-1)
+
+    def optimal_control(self, x: torch.Tensor, costate: torch.Tensor) -> torch.Tensor:
+        """``v = -R^{-1} B(x)^T p``, shape ``(N, m)``."""
+        bp = torch.einsum("bij,bi->bj", self.input_matrix(x), costate)
+        return -bp @ self.control_weight_inverse.to(x)
+
+    def hamiltonian(self) -> Hamiltonian:
+        return _ControlHamiltonian(self)
+
+    def hj_problem(self) -> HJProblem:
+        """The HJB equation in time to go: ``V_tau + H(x, grad V) = 0``, ``V(x, 0) = phi(x)``."""
+        return HJProblem(
+            self.hamiltonian(),
+            self.terminal_cost,
+            dim=self.dim,
+            radius=self.radius,
+            horizon=self.horizon,
+            name=self.name,
+        )
+
+    def linearization(self) -> dict[str, torch.Tensor]:
+        """``A = df/dx(0)``, ``B = B(0)``, ``Q = Hess q(0)``, ``R``, ``P0 = Hess phi(0)`` (float64)."""
+        zero = torch.zeros(self.dim, dtype=torch.float64)
+
+        def single(function):
+            return lambda y: function(y.unsqueeze(0)).squeeze(0)
+
+        return {
+            "A": tfunc.jacrev(single(self.drift))(zero),
+            "B": self.input_matrix(zero[None])[0],
+            "Q": tfunc.hessian(single(self.state_cost))(zero),
+            "R": self.control_weight,
+            "P0": tfunc.hessian(single(self.terminal_cost))(zero),
+        }
+
+    def lqr_problem(self) -> HJProblem:
+        """The LQR problem of the linearisation at 0 (exact value by the Riccati equation)."""
+        lin = self.linearization()
+        return lqr_problem(
+            lin["A"], lin["B"], lin["Q"], lin["R"], lin["P0"], horizon=self.horizon, radius=self.radius
+        )
+
+
+def value_feedback(problem: ControlAffineProblem, value_gradient: Callable, horizon: float | None = None):
+    """The feedback ``v(x, time) = -R^{-1} B(x)^T grad V(x, T - time)`` of a value function
+    given by its gradient ``value_gradient(x, tau) -> (N, d)`` (e.g. ``solver.gradient`` or an
+    ``HJProblem``'s ``exact_gradient``)."""
+    horizon = problem.horizon if horizon is None else float(horizon)
+
+    def feedback(x, time):
+        to_go = (horizon - time).clamp(0.0, horizon)
+        return problem.optimal_control(x, value_gradient(x, to_go))
+
+    return feedback
+
+
+def simulate_closed_loop(
+    problem: ControlAffineProblem,
+    feedback: Callable,
+    x0: torch.Tensor,
+    horizon=None,
+    *,
+    steps: int = 200,
+    method: str = "rk4",
+    saves: int = 101,
+) -> dict:
+    """Integrate ``x' = f(x) + B(x) v(x, time)`` from ``x0`` over ``[0, horizon]`` and the cost
+    ``J = int_0^T [q(x) + v^T R v/2] dt + phi(x(T))``.
+
+    ``feedback(x, time) -> (N, m)`` with ``time`` a ``(N,)`` tensor; ``horizon``: a number or a
+    ``(N,)`` tensor (per trajectory; default the problem's ``T``). The system is integrated in
+    the rescaled time ``time = s * horizon``, ``s in [0, 1]``, with ``steps`` steps of ``method``.
+    Returns ``times`` ``(K, N)``, ``states`` ``(K, N, d)``, ``controls`` ``(K, N, m)`` at ``K =
+    saves`` equispaced times and ``cost`` ``(N,)``.
+    """
+    _check_points(x0, problem.dim, "x0")
+    if not isinstance(saves, int) or saves < 2:
+        raise ValueError(f"saves must be an int >= 2, got {saves!r}")
+    horizon = problem.horizon if horizon is None else horizon
+    horizon = torch.as_tensor(horizon, dtype=x0.dtype, device=x0.device)
+    horizon = horizon.expand(x0.shape[0]) if horizon.dim() == 0 else horizon
+    if horizon.shape != (x0.shape[0],) or not bool((horizon > 0).all()):
+        raise ValueError("horizon must be positive: a number or one per trajectory")
+    d = problem.dim
+
+    def field(s, y):
+        x = y[:, :d]
+        time = s * horizon
+        control = feedback(x, time)
+        rate = torch.cat([problem.dynamics(x, control), problem.running_cost(x, control).unsqueeze(-1)], -1)
+        return horizon[:, None] * rate
+
+    y0 = torch.cat([x0, torch.zeros_like(x0[:, :1])], -1)
+    fractions = [k / (saves - 1) for k in range(saves)]
+    path = integrate(field, y0, 0.0, 1.0, method=method, steps=steps, save_at=fractions)
+    states = path[..., :d]
+    times = torch.tensor(fractions, dtype=x0.dtype, device=x0.device)[:, None] * horizon[None, :]
+    controls = torch.stack([feedback(states[k], times[k]) for k in range(saves)])
+    cost = path[-1, :, d] + problem.terminal_cost(states[-1])
+    return {"times": times, "states": states, "controls": controls.detach(), "cost": cost.detach()}
+
+
+def rigid_body_problem(horizon: float = 20.0) -> ControlAffineProblem:
+    """Attitude control of a rigid body with momentum wheels (Nakamura-Zimmerer, Gong & Kang 2021).
+
+    State ``x = (v, w)``: Euler angles ``v = (phi, theta, psi)`` and body rates ``w``;
+    ``v' = E(v) w``, ``J w' = S(w) R(v) h + B u`` with ``J^{-1} = diag(1/2, 1/3, 1/4)``,
+    ``B = [[1, 1/20, 1/10], [1/15, 1, 1/10], [1/10, 1/15, 1]]``, ``h = (1, 1, 1)``,
+    ``S(w) a = a x w``; cost ``q = W1/2 |v|^2 + W2/2 |w|^2``, ``R = W3 I``,
+    ``phi = W4/2 |v|^2 + W5/2 |w|^2`` with ``(W1, ..., W5) = (1, 10, 0.5, 1, 1)``; initial states
+    ``|v_i| <= pi/3``, ``|w_i| <= pi/4``.
+    """
+    inertia_inverse = torch.tensor([0.5, 1.0 / 3.0, 0.25], dtype=torch.float64)
+    wheels = torch.tensor(
+        [[1.0, 1 / 20, 1 / 10], [1 / 15, 1.0, 1 / 10], [1 / 10, 1 / 15, 1.0]], dtype=torch.float64
+    )
+    momentum = torch.ones(3, dtype=torch.float64)
+    weights = (1.0, 10.0, 0.5, 1.0, 1.0)
+
+    def drift(x):
+        phi, theta, psi = x[:, 0], x[:, 1], x[:, 2]
+        w = x[:, 3:]
+        sf, cf, st, ct, ss, cs = phi.sin(), phi.cos(), theta.sin(), theta.cos(), psi.sin(), psi.cos()
+        tt = st / ct
+        angle_rates = torch.stack(
+            [
+                w[:, 0] + sf * tt * w[:, 1] + cf * tt * w[:, 2],
+                cf * w[:, 1] - sf * w[:, 2],
+                (sf * w[:, 1] + cf * w[:, 2]) / ct,
+            ],
+            -1,
+        )
+        h = momentum.to(x)
+        rotation = torch.stack(
+            [
+                torch.stack([ct * cs, ct * ss, -st], -1),
+                torch.stack([sf * st * cs - cf * ss, sf * st * ss + cf * cs, ct * sf], -1),
+                torch.stack([cf * st * cs + sf * ss, cf * st * ss - sf * cs, ct * cf], -1),
+            ],
+            -2,
+        )
+        body_momentum = rotation @ h  # R(v) h, (N, 3)
+        torque = torch.linalg.cross(body_momentum, w)  # S(w) R(v) h
+        return torch.cat([angle_rates, torque * inertia_inverse.to(x)], -1)
+
+    input_matrix = torch.cat([torch.zeros(3, 3, dtype=torch.float64), inertia_inverse[:, None] * wheels], 0)
+
+    def state_cost(x):
+        return 0.5 * weights[0] * x[:, :3].square().sum(-1) + 0.5 * weights[1] * x[:, 3:].square().sum(-1)
+
+    def terminal_cost(x):
+        return 0.5 * weights[3] * x[:, :3].square().sum(-1) + 0.5 * weights[4] * x[:, 3:].square().sum(-1)
+
+    radius = (math.pi / 3,) * 3 + (math.pi / 4,) * 3
+    return ControlAffineProblem(
+        drift,
+        input_matrix,
+        state_cost,
+        weights[2] * torch.eye(3, dtype=torch.float64),
+        terminal_cost,
+        dim=6,
+        control_dim=3,
+        horizon=horizon,
+        radius=radius,
+        name="rigid_body",
+    )

@@ -1,0 +1,140 @@
+"""Networks ``u(x, t; w)`` for the neural Hamilton-Jacobi solvers.
+
+Both networks take ``x`` of shape ``(B, d)`` and ``t`` of shape ``(B,)`` and return ``(B,)``.
+Inputs are rescaled to ``[-1, 1]`` from the problem's box ``|x_i| <= radius_i``, ``0 <= t <= T``.
+Parameters are initialised from an explicit generator (Glorot-uniform weights, zero biases), so
+the same seed gives the same network.
+
+- ``ValueNetwork``: a multilayer perceptron with ``tanh`` (smooth, so that ``grad u`` and its
+  parameter derivatives exist everywhere).
+- ``DGMNetwork``: the gated architecture of Sirignano & Spiliopoulos (2018),
+  ``S_1 = s(W_1 z + b_1)`` and for each layer ``Z = s(U_z z + W_z S + b_z)``,
+  ``G = s(U_g z + W_g S + b_g)``, ``R = s(U_r z + W_r S + b_r)``,
+  ``H = s(U_h z + W_h (S * R) + b_h)``, ``S <- (1 - G) * H + Z * S``; output ``w^T S + b``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from dlpde.shared.random import make_generator
+
+__all__ = ["ValueNetwork", "DGMNetwork"]
+
+
+def _glorot(fan_in: int, fan_out: int, generator, dtype, device) -> nn.Parameter:
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    weight = (2 * torch.rand(fan_out, fan_in, generator=generator, dtype=dtype) - 1) * bound
+    return nn.Parameter(weight.to(device))
+
+
+def _zeros(n: int, dtype, device) -> nn.Parameter:
+    return nn.Parameter(torch.zeros(n, dtype=dtype, device=device))
+
+
+class _ScaledInput(nn.Module):
+    """Maps ``(x, t)`` to ``z = (x / radius, 2 t / T - 1)`` of shape ``(B, d + 1)``."""
+
+    def __init__(self, dim: int, radius, horizon: float, dtype, device):
+        super().__init__()
+        radius = torch.as_tensor(radius, dtype=torch.float64).reshape(-1)
+        if radius.numel() not in (1, dim) or not bool((radius > 0).all()):
+            raise ValueError(f"radius must be a positive number or {dim} positive numbers")
+        if not horizon > 0:
+            raise ValueError(f"horizon must be positive, got {horizon!r}")
+        self.dim = dim
+        self.register_buffer("inverse_radius", (1.0 / radius.expand(dim)).to(dtype=dtype, device=device))
+        self.horizon = float(horizon)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        return torch.cat([x * self.inverse_radius, (2.0 / self.horizon * t - 1.0).unsqueeze(-1)], dim=-1)
+
+
+class ValueNetwork(nn.Module):
+    """``u(x, t) = w^T tanh(... tanh(W_1 z + b_1) ...) + b`` with ``depth`` hidden layers."""
+
+    def __init__(
+        self,
+        dim: int,
+        width: int = 64,
+        depth: int = 3,
+        *,
+        radius=1.0,
+        horizon: float = 1.0,
+        seed: int | torch.Generator = 0,
+        dtype=torch.float32,
+        device="cpu",
+    ):
+        super().__init__()
+        if not (isinstance(width, int) and width >= 1 and isinstance(depth, int) and depth >= 1):
+            raise ValueError(f"width and depth must be positive ints, got {width!r}, {depth!r}")
+        generator = make_generator(seed)
+        self.inputs = _ScaledInput(dim, radius, horizon, dtype, device)
+        sizes = [dim + 1] + [width] * depth
+        self.weights = nn.ParameterList(
+            _glorot(a, b, generator, dtype, device) for a, b in zip(sizes[:-1], sizes[1:])
+        )
+        self.biases = nn.ParameterList(_zeros(b, dtype, device) for b in sizes[1:])
+        self.output_weight = _glorot(width, 1, generator, dtype, device)
+        self.output_bias = _zeros(1, dtype, device)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = self.inputs(x, t)
+        for weight, bias in zip(self.weights, self.biases):
+            h = torch.tanh(h @ weight.T + bias)
+        return (h @ self.output_weight.T + self.output_bias).squeeze(-1)
+
+
+class DGMNetwork(nn.Module):
+    """The DGM network (Sirignano & Spiliopoulos 2018) with ``layers`` gated layers of ``width``."""
+
+    def __init__(
+        self,
+        dim: int,
+        width: int = 50,
+        layers: int = 3,
+        *,
+        radius=1.0,
+        horizon: float = 1.0,
+        seed: int | torch.Generator = 0,
+        dtype=torch.float32,
+        device="cpu",
+    ):
+        super().__init__()
+        if not (isinstance(width, int) and width >= 1 and isinstance(layers, int) and layers >= 1):
+            raise ValueError(f"width and layers must be positive ints, got {width!r}, {layers!r}")
+        generator = make_generator(seed)
+        self.inputs = _ScaledInput(dim, radius, horizon, dtype, device)
+        n_in = dim + 1
+        self.first_weight = _glorot(n_in, width, generator, dtype, device)
+        self.first_bias = _zeros(width, dtype, device)
+        # per layer and gate (Z, G, R, H): input weights U (4 width x n_in), state weights W
+        self.input_weights = nn.ParameterList(
+            _glorot(n_in, 4 * width, generator, dtype, device) for _ in range(layers)
+        )
+        self.state_weights = nn.ParameterList(
+            _glorot(width, 4 * width, generator, dtype, device) for _ in range(layers)
+        )
+        self.gate_biases = nn.ParameterList(_zeros(4 * width, dtype, device) for _ in range(layers))
+        self.output_weight = _glorot(width, 1, generator, dtype, device)
+        self.output_bias = _zeros(1, dtype, device)
+        self.width = width
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        z = self.inputs(x, t)
+        w = self.width
+        state = torch.tanh(z @ self.first_weight.T + self.first_bias)
+        for u_weight, w_weight, bias in zip(self.input_weights, self.state_weights, self.gate_biases):
+            from_input = z @ u_weight.T + bias
+            from_state = state @ w_weight[: 3 * w].T
+            gate_z, gate_g, gate_r = torch.tanh(from_input[:, : 3 * w] + from_state).split(w, dim=-1)
+            candidate = torch.tanh(from_input[:, 3 * w :] + (state * gate_r) @ w_weight[3 * w :].T)
+            state = (1 - gate_g) * candidate + gate_z * state
+        return (state @ self.output_weight.T + self.output_bias).squeeze(-1)

@@ -1,0 +1,488 @@
+"""Hamilton-Jacobi initial-value problems with exact solutions.
+
+Convention: ``u_t + H(x, grad u) = 0`` on ``R^d x (0, T]``, ``u(x, 0) = g(x)``. An ``HJProblem``
+bundles the Hamiltonian, the initial data ``g``, the exact viscosity solution and its gradient
+where known, the sampling box ``[-radius, radius]^d x (0, horizon]`` used by the solvers, and
+optional extras used by the studies: ``kink_distance(x, t)`` (distance to the set where ``u`` is
+not differentiable) and ``spurious_solutions`` (zero-residual functions that are not the
+viscosity solution).
+
+Closed forms (Evans, *PDE*, ch. 3 and 10; Darbon & Osher 2016):
+
+- ``min_of_quadratics_problem``: ``H = p^T M p / 2``, ``g = min_k g_k``,
+  ``g_k(x) = (x - a_k)^T Q_k (x - a_k)/2 + c_k``. For convex ``H`` the Hopf-Lax formula commutes
+  with the minimum, so ``u = min_k u_k`` with ``u_k = (x - a_k)^T (Q_k^{-1} + t M)^{-1} (x - a_k)/2
+  + c_k``; characteristics of different branches cross where two branches tie (shocks).
+- ``kink_problem``: ``H = |p|^2/2`` and ``g = -|x|`` (shock at 0: ``u = -|x| - t/2``),
+  ``g = |x|`` (rarefaction fan: ``u = |x|^2/(2t)`` for ``|x| < t``, ``|x| - t/2`` outside) and
+  ``g = 0`` (``u = 0``), with the zero-residual non-viscosity solutions ``|x| - t/2`` and
+  ``min(0, |x| - t/2)`` of the last two.
+- ``lqr_problem``: ``u = x^T P(t) x / 2`` with ``P`` from the Riccati equation, solved by scipy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+import torch
+
+from dlpde.shared.random import make_generator
+
+from ._hamiltonians import Hamiltonian, LQRHamiltonian, QuadraticHamiltonian, _symmetric_psd
+
+__all__ = ["HJProblem", "min_of_quadratics_problem", "kink_problem", "lqr_problem", "RiccatiSolution"]
+
+
+def _check_points(x: torch.Tensor, dim: int | None = None, name: str = "x") -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(
+            f"{name} must be a floating-point tensor of shape (batch, dim), got {x.dtype} {tuple(x.shape)}"
+        )
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"{name} must have {dim} columns, got shape {tuple(x.shape)}")
+
+
+def _times(t, x: torch.Tensor) -> torch.Tensor:
+    """``t`` (a number or a ``(B,)`` tensor) as a ``(B,)`` tensor like ``x``; checks ``t >= 0``."""
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if t.dim() == 0:
+        t = t.expand(x.shape[0])
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"t must be a number or a tensor of shape ({x.shape[0]},), got {tuple(t.shape)}")
+    if not bool((t >= 0).all()) or not bool(torch.isfinite(t).all()):
+        raise ValueError("t must be finite and non-negative")
+    return t
+
+
+@dataclasses.dataclass(frozen=True)
+class HJProblem:
+    """An initial-value problem ``u_t + H(x, grad u) = 0``, ``u(x, 0) = initial(x)``.
+
+    Fields: ``hamiltonian``; ``initial`` ``g: (B, d) -> (B,)``; ``exact_value(x, t) -> (B,)`` and
+    ``exact_gradient(x, t) -> (B, d)`` (the viscosity solution; ``None`` when unknown); ``dim``;
+    ``radius`` (half-width of the sampling box, a number or a tuple of ``dim`` numbers) and
+    ``horizon`` ``T``; ``name``; ``kink_distance(x, t) -> (B,)`` (optional); and
+    ``spurious_solutions`` (name -> ``(x, t) -> (B,)``, optional).
+    """
+
+    hamiltonian: Hamiltonian
+    initial: Callable[[torch.Tensor], torch.Tensor]
+    exact_value: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    exact_gradient: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    dim: int = dataclasses.field(default=1, kw_only=True)
+    radius: float | tuple[float, ...] = dataclasses.field(default=1.0, kw_only=True)
+    horizon: float = dataclasses.field(default=1.0, kw_only=True)
+    name: str = dataclasses.field(default="problem", kw_only=True)
+    kink_distance: Callable | None = dataclasses.field(default=None, kw_only=True)
+    spurious_solutions: Mapping[str, Callable] = dataclasses.field(default_factory=dict, kw_only=True)
+
+    def __post_init__(self):
+        if not isinstance(self.hamiltonian, Hamiltonian):
+            raise TypeError(f"hamiltonian must be a Hamiltonian, got {type(self.hamiltonian).__name__}")
+        if not callable(self.initial):
+            raise TypeError("initial must be a callable g(x) -> (batch,)")
+        if not isinstance(self.dim, int) or self.dim < 1:
+            raise ValueError(f"dim must be a positive int, got {self.dim!r}")
+        if self.hamiltonian.dim is not None and self.hamiltonian.dim != self.dim:
+            raise ValueError(f"dim={self.dim} but the Hamiltonian has dimension {self.hamiltonian.dim}")
+        radius = self.radius if isinstance(self.radius, tuple) else (self.radius,)
+        if len(radius) not in (1, self.dim) or not all(r > 0 for r in radius):
+            raise ValueError(
+                f"radius must be a positive number or {self.dim} positive numbers, got {self.radius!r}"
+            )
+        if not self.horizon > 0:
+            raise ValueError(f"horizon must be positive, got {self.horizon!r}")
+
+    def radius_tensor(self, dtype=torch.float64, device="cpu") -> torch.Tensor:
+        """The half-widths of the sampling box as a ``(dim,)`` tensor."""
+        radius = self.radius if isinstance(self.radius, tuple) else (self.radius,) * self.dim
+        return torch.tensor(radius, dtype=dtype, device=device)
+
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | int | None = None,
+        dtype=torch.float64,
+        device="cpu",
+        initial: bool = False,
+    ):
+        """``n`` points uniform in the box: ``(x, t)`` with ``t ~ U(0, horizon]``, or only ``x``
+        when ``initial=True``. Drawn on the generator's device, then moved to ``device``."""
+        generator = make_generator(0 if generator is None else generator)
+        where = generator.device
+        u = torch.rand(n, self.dim, generator=generator, dtype=dtype, device=where)
+        x = ((2 * u - 1) * self.radius_tensor(dtype, where)).to(device)
+        if initial:
+            return x
+        t = (self.horizon * (1 - torch.rand(n, generator=generator, dtype=dtype, device=where))).to(device)
+        return x, t
+
+    def residual(self, value: Callable, x: torch.Tensor, t, step: float = 1e-5) -> torch.Tensor:
+        """``u_t + H(x, grad u)`` of a function ``value(x, t)`` by central finite differences
+        (step ``step`` in every coordinate), shape ``(B,)``. An independent check of a claimed
+        solution; ``t`` must exceed ``step``."""
+        _check_points(x, self.dim)
+        t = _times(t, x)
+        with torch.no_grad():
+            u_t = (value(x, t + step) - value(x, t - step)) / (2 * step)
+            grad = torch.empty_like(x)
+            for i in range(self.dim):
+                e = torch.zeros_like(x)
+                e[:, i] = step
+                grad[:, i] = (value(x + e, t) - value(x - e, t)) / (2 * step)
+            return u_t + self.hamiltonian.value(x, grad)
+
+
+# --------------------------------------------------------------------------------------------
+# min of quadratics
+
+
+def _default_layout(dim: int):
+    """Three branches whose kinks are curved in the (x1, x2)-plane and present in every ``d``."""
+    centres = torch.zeros(3, dim, dtype=torch.float64)
+    centres[0, 0], centres[1, 0] = 0.6, -0.6
+    if dim >= 2:
+        centres[2, 1] = 0.7
+    else:
+        centres[2, 0] = 0.05
+    precisions = torch.ones(3, dim, dtype=torch.float64)
+    precisions[1, 0] = 2.0
+    precisions[2, 0] = 0.5
+    if dim >= 2:
+        precisions[1, 1], precisions[2, 1] = 0.5, 2.0
+    offsets = torch.tensor([0.0, 0.05, 0.1 if dim >= 2 else 0.02], dtype=torch.float64)
+    return centres, precisions, offsets
+
+
+class _MinOfQuadratics:
+    """Branch values and gradients ``u_k = w^T (1 + t Lambda_k)^{-1} w / 2 + c_k``,
+    ``w = T_k (x - a_k)``, ``T_k = V_k^T Q_k^{1/2}``, ``Q_k^{1/2} M Q_k^{1/2} = V_k Lambda_k V_k^T``,
+    so that ``(Q_k^{-1} + t M)^{-1} = T_k^T (1 + t Lambda_k)^{-1} T_k`` (O(K d^2) per point)."""
+
+    def __init__(self, centres, precisions, offsets, mass):
+        self.centres, self.offsets = centres, offsets
+        transforms, eigenvalues = [], []
+        for q in precisions:
+            w, v = torch.linalg.eigh(q)
+            root = v @ torch.diag(w.sqrt()) @ v.T
+            lam, vec = torch.linalg.eigh(root @ mass @ root)
+            transforms.append(vec.T @ root)
+            eigenvalues.append(lam.clamp_min(0))
+        self.transforms = torch.stack(transforms)
+        self.eigenvalues = torch.stack(eigenvalues)
+
+    def branches(self, x, t):
+        """Values ``(B, K)`` and gradients ``(B, K, d)`` of every branch."""
+        transforms, a = self.transforms.to(x), self.centres.to(x)
+        w = torch.einsum("kij,bkj->bki", transforms, x.unsqueeze(1) - a)
+        scaled = w / (1 + t[:, None, None] * self.eigenvalues.to(x))
+        values = 0.5 * (w * scaled).sum(-1) + self.offsets.to(x)
+        gradients = torch.einsum("kji,bkj->bki", transforms, scaled)
+        return values, gradients
+
+    def value(self, x, t):
+        return self.branches(x, t)[0].min(-1).values
+
+    def gradient(self, x, t):
+        values, gradients = self.branches(x, t)
+        index = values.argmin(-1)
+        return gradients[torch.arange(x.shape[0], device=x.device), index]
+
+    def initial(self, x):
+        a, c = self.centres.to(x), self.offsets.to(x)
+        w = torch.einsum("kij,bkj->bki", self.transforms.to(x), x.unsqueeze(1) - a)
+        return (0.5 * (w * w).sum(-1) + c).min(-1).values
+
+    def kink_distance(self, x, t):
+        """First-order distance to the nearest tie ``u_k = u_{k*}``: ``min_k (u_k - u_{k*}) /
+        |grad u_k - grad u_{k*}|`` (exact when the tie set is a hyperplane)."""
+        values, gradients = self.branches(x, t)
+        best = values.argmin(-1)
+        rows = torch.arange(x.shape[0], device=x.device)
+        gap = values - values[rows, best].unsqueeze(-1)
+        slope = torch.linalg.vector_norm(gradients - gradients[rows, best].unsqueeze(1), dim=-1)
+        distance = gap / slope.clamp_min(torch.finfo(x.dtype).tiny)
+        distance[rows, best] = float("inf")
+        return distance.min(-1).values
+
+
+def _as_precisions(precisions, k: int, d: int) -> torch.Tensor:
+    precisions = torch.as_tensor(precisions, dtype=torch.float64)
+    if precisions.shape == (k,):
+        precisions = precisions[:, None, None] * torch.eye(d, dtype=torch.float64)
+    elif precisions.shape == (k, d):
+        precisions = torch.diag_embed(precisions)
+    elif precisions.shape != (k, d, d):
+        raise ValueError(
+            f"precisions must have shape ({k},), ({k}, {d}) or ({k}, {d}, {d}), got {tuple(precisions.shape)}"
+        )
+    for i, q in enumerate(precisions):
+        _symmetric_psd(q, f"precisions[{i}]", definite=True)
+    return precisions
+
+
+def min_of_quadratics_problem(
+    dim: int,
+    centres=None,
+    precisions=None,
+    offsets=None,
+    mass=None,
+    radius: float = 1.0,
+    horizon: float = 1.0,
+) -> HJProblem:
+    """``H = p^T M p/2``, ``g(x) = min_k (x - a_k)^T Q_k (x - a_k)/2 + c_k``; exact
+    ``u = min_k (x - a_k)^T (Q_k^{-1} + t M)^{-1} (x - a_k)/2 + c_k``.
+
+    ``centres``: ``(K, d)``; ``precisions``: ``(K,)`` scalars, ``(K, d)`` diagonals or ``(K, d, d)``
+    positive definite matrices; ``offsets``: ``(K,)``; ``mass``: ``M`` (default identity). Without
+    ``centres`` a fixed three-branch layout is used whose ties are curved surfaces crossing the
+    box in every dimension (the ``hjb.crossing`` problem).
+    """
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    if centres is None:
+        if precisions is not None or offsets is not None:
+            raise ValueError("give centres together with precisions and offsets")
+        centres, precisions, offsets = _default_layout(dim)
+    centres = torch.as_tensor(centres, dtype=torch.float64)
+    if centres.dim() != 2 or centres.shape[1] != dim:
+        raise ValueError(f"centres must have shape (K, {dim}), got {tuple(centres.shape)}")
+    k = centres.shape[0]
+    precisions = _as_precisions(torch.ones(k) if precisions is None else precisions, k, dim)
+    offsets = (
+        torch.zeros(k, dtype=torch.float64)
+        if offsets is None
+        else torch.as_tensor(offsets, dtype=torch.float64)
+    )
+    if offsets.shape != (k,):
+        raise ValueError(f"offsets must have shape ({k},), got {tuple(offsets.shape)}")
+    mass = (
+        torch.eye(dim, dtype=torch.float64)
+        if mass is None
+        else _symmetric_psd(torch.as_tensor(mass, dtype=torch.float64), "mass")
+    )
+    if mass.shape != (dim, dim):
+        raise ValueError(f"mass must have shape ({dim}, {dim}), got {tuple(mass.shape)}")
+    branches = _MinOfQuadratics(centres, precisions, offsets, mass)
+
+    def exact_value(x, t):
+        _check_points(x, dim)
+        return branches.value(x, _times(t, x))
+
+    def exact_gradient(x, t):
+        _check_points(x, dim)
+        return branches.gradient(x, _times(t, x))
+
+    def kink_distance(x, t):
+        _check_points(x, dim)
+        return branches.kink_distance(x, _times(t, x))
+
+    def initial(x):
+        _check_points(x, dim)
+        return branches.initial(x)
+
+    return HJProblem(
+        QuadraticHamiltonian(mass),
+        initial,
+        exact_value,
+        exact_gradient,
+        dim=dim,
+        radius=radius,
+        horizon=horizon,
+        name=f"min_of_quadratics_d{dim}",
+        kink_distance=kink_distance if k > 1 else None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# kink data with H = |p|^2 / 2
+
+
+def _norm(x):
+    return torch.linalg.vector_norm(x, dim=-1)
+
+
+def _unit(x):
+    norm = _norm(x).unsqueeze(-1)
+    return torch.where(norm > 0, x / norm.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(x))
+
+
+def kink_problem(initial: str, dim: int = 1, radius: float = 1.0, horizon: float = 1.0) -> HJProblem:
+    """``H = |p|^2/2`` with kinked data: ``initial`` is ``"negative_norm"`` (``g = -|x|``),
+    ``"norm"`` (``g = |x|``) or ``"zero"`` (``g = 0``).
+
+    Viscosity solutions: ``-|x| - t/2`` (characteristics cross at ``x = 0``); the rarefaction fan
+    ``|x|^2/(2t)`` for ``|x| < t`` and ``|x| - t/2`` outside; ``0``. Spurious zero-residual
+    solutions (Lipschitz, satisfying the PDE almost everywhere): ``|x| - t/2`` for ``g = |x|`` and
+    ``min(0, |x| - t/2)`` for ``g = 0``.
+    """
+    if initial not in ("negative_norm", "norm", "zero"):
+        raise ValueError(f"initial must be 'negative_norm', 'norm' or 'zero', got {initial!r}")
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    spurious, kink = {}, None
+    if initial == "negative_norm":
+
+        def g(x):
+            _check_points(x, dim)
+            return -_norm(x)
+
+        def value(x, t):
+            _check_points(x, dim)
+            return -_norm(x) - 0.5 * _times(t, x)
+
+        def grad(x, t):
+            _check_points(x, dim)
+            _times(t, x)
+            return -_unit(x)
+
+        def kink(x, t):
+            return _norm(x)
+    elif initial == "norm":
+
+        def g(x):
+            _check_points(x, dim)
+            return _norm(x)
+
+        def value(x, t):
+            _check_points(x, dim)
+            t = _times(t, x)
+            r = _norm(x)
+            fan = 0.5 * r**2 / t.clamp_min(torch.finfo(x.dtype).tiny)
+            return torch.where(r < t, fan, r - 0.5 * t)
+
+        def grad(x, t):
+            _check_points(x, dim)
+            t = _times(t, x)
+            inside = (_norm(x) < t).unsqueeze(-1)
+            return torch.where(inside, x / t.clamp_min(torch.finfo(x.dtype).tiny).unsqueeze(-1), _unit(x))
+
+        def norm_minus_half_t(x, t):
+            return _norm(x) - 0.5 * _times(t, x)
+
+        spurious = {"|x| - t/2": norm_minus_half_t}
+    else:
+
+        def g(x):
+            _check_points(x, dim)
+            return torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+
+        def value(x, t):
+            _check_points(x, dim)
+            return torch.zeros_like(_times(t, x))
+
+        def grad(x, t):
+            _check_points(x, dim)
+            _times(t, x)
+            return torch.zeros_like(x)
+
+        def clipped_cone(x, t):
+            return torch.clamp(_norm(x) - 0.5 * _times(t, x), max=0.0)
+
+        spurious = {"min(0, |x| - t/2)": clipped_cone}
+    return HJProblem(
+        QuadraticHamiltonian.identity(dim),
+        g,
+        value,
+        grad,
+        dim=dim,
+        radius=radius,
+        horizon=horizon,
+        name=f"kink_{initial}_d{dim}",
+        kink_distance=kink,
+        spurious_solutions=spurious,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# LQR
+
+
+class RiccatiSolution:
+    """``P(t)`` on ``[0, horizon]`` from ``P' = A^T P + P A + Q - P G P``, ``G = B R^{-1} B^T``,
+    ``P(0) = P0``, by scipy's DOP853 (``rtol = atol = 1e-12``) with its dense output.
+
+    ``self(t)`` takes a number or a ``(n,)`` tensor and returns ``(d, d)`` or ``(n, d, d)`` in
+    float64 on the CPU; repeated times are evaluated once.
+    """
+
+    def __init__(self, A, B, Q, R, P0, horizon: float):
+        import numpy as np
+        from scipy.integrate import solve_ivp
+
+        hamiltonian = LQRHamiltonian(A, B, Q, R)
+        self.dim = d = hamiltonian.dim
+        self.horizon = float(horizon)
+        if not self.horizon > 0:
+            raise ValueError(f"horizon must be positive, got {horizon!r}")
+        A = hamiltonian.A.double().numpy()
+        Q = hamiltonian.Q.double().numpy()
+        G = hamiltonian.gain.double().numpy()
+        P0 = _symmetric_psd(torch.as_tensor(P0, dtype=torch.float64), "P0").numpy()
+        if P0.shape != (d, d):
+            raise ValueError(f"P0 must have shape ({d}, {d}), got {P0.shape}")
+
+        def rhs(_, y):
+            P = y.reshape(d, d)
+            dP = A.T @ P + P @ A + Q - P @ G @ P
+            return (0.5 * (dP + dP.T)).ravel()
+
+        solution = solve_ivp(
+            rhs, (0.0, self.horizon), P0.ravel(), method="DOP853", rtol=1e-12, atol=1e-12, dense_output=True
+        )
+        if not solution.success:
+            raise RuntimeError(f"the Riccati solve failed: {solution.message}")
+        self._dense = solution.sol
+        self._np = np
+
+    def __call__(self, t) -> torch.Tensor:
+        np = self._np
+        times = torch.as_tensor(t, dtype=torch.float64).detach().cpu()
+        scalar = times.dim() == 0
+        times = times.reshape(-1)
+        if bool((times < -1e-12).any()) or bool((times > self.horizon * (1 + 1e-12)).any()):
+            raise ValueError(f"t must lie in [0, {self.horizon}]")
+        unique, inverse = torch.unique(times, return_inverse=True)
+        chunks = []
+        for start in range(0, unique.numel(), 512):
+            values = self._dense(unique[start : start + 512].numpy())  # (d*d, n)
+            chunks.append(torch.from_numpy(np.ascontiguousarray(values.T)))
+        matrices = torch.cat(chunks).reshape(-1, self.dim, self.dim)
+        matrices = 0.5 * (matrices + matrices.transpose(1, 2))
+        out = matrices[inverse]
+        return out[0] if scalar else out
+
+
+def lqr_problem(A, B, Q, R, P0, horizon: float = 1.0, radius: float = 1.0) -> HJProblem:
+    """The LQR problem in time-to-go form: ``LQRHamiltonian(A, B, Q, R)``, ``g(x) = x^T P0 x/2``,
+    exact ``u(x, t) = x^T P(t) x / 2`` and ``grad u = P(t) x`` with ``P`` from ``RiccatiSolution``."""
+    hamiltonian = LQRHamiltonian(A, B, Q, R)
+    dim = hamiltonian.dim
+    riccati = RiccatiSolution(A, B, Q, R, P0, horizon)
+    initial_matrix = torch.as_tensor(P0, dtype=torch.float64)
+
+    def initial(x):
+        _check_points(x, dim)
+        return 0.5 * ((x @ initial_matrix.to(x)) * x).sum(-1)
+
+    def exact_gradient(x, t):
+        _check_points(x, dim)
+        P = riccati(_times(t, x)).to(x)
+        return torch.einsum("bij,bj->bi", P, x)
+
+    def exact_value(x, t):
+        return 0.5 * (exact_gradient(x, t) * x).sum(-1)
+
+    return HJProblem(
+        hamiltonian,
+        initial,
+        exact_value,
+        exact_gradient,
+        dim=dim,
+        radius=radius,
+        horizon=horizon,
+        name=f"lqr_d{dim}",
+    )
