@@ -1,0 +1,31 @@
+"""The symmetry benchmarks and GPU-check kernels run in their tiny modes (timings are not asserted;
+the accuracy columns are)."""
+
+import json
+
+from benchmarks import symmetry_laplacian, symmetry_vmc
+
+from dlpde.shared.kernels import compare_kernel
+from dlpde.symmetry._kernels import KERNELS
+
+
+def test_laplacian_benchmark_tiny(tmp_path):
+    out = tmp_path / "laplacian.json"
+    assert symmetry_laplacian.main(["--tiny", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert rows and rows[0]["naive_max_deviation"] < 1e-8  # the peer agrees with the exact Laplacian
+    assert rows[0]["hutchinson1_probe_variance"] > 0
+
+
+def test_vmc_benchmark_tiny(tmp_path):
+    out = tmp_path / "vmc.json"
+    assert symmetry_vmc.main(["--tiny", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["ansatz"] for r in rows} == {"explicit", "slater_jastrow", "backflow", "vandermonde"}
+    assert all(r["local_energies_per_second"] > 0 for r in rows)
+
+
+def test_gpu_check_kernels_tiny_on_cpu():
+    assert [k.name.split(".")[0] for k in KERNELS] == ["symmetry"] * len(KERNELS)
+    for check in KERNELS:
+        assert compare_kernel(check, "cpu", tiny=True, repeats=1)["ok"], check.name
