@@ -3,7 +3,7 @@
 Analytic kernels (``analytic_kernels`` vs ``kernel_fn`` after jit warm-up):
   - depth-3 ReLU fully connected network on 4096 x 4096 inputs (d = 32), float32 and float64;
   - a small CNN (two 3x3 convolutions, ReLU, global average pooling) on 8x8x3 images.
-Empirical NTK of an MLP (``empirical_ntk``, methods 'jacobian' and 'ntk_vp') against
+Empirical NTK of an MLP (``empirical_ntk``, methods 'jacobian', 'ntk_vp', 'structured') against
 ``empirical_ntk_fn`` implementations 1 (Jacobian contraction) and 2 (NTK-vector products), and
 against a naive loop of per-sample ``torch.autograd.grad`` Jacobians.
 
@@ -145,7 +145,7 @@ def run_empirical(nt, device, tiny, repeats):
     net = build_network(spec, (32,), 0, torch.float64, device)
     x = torch.randn(n, 32, generator=make_generator(1), dtype=torch.float64).to(device)
     results = {}
-    for method in ("jacobian", "ntk_vp"):
+    for method in ("jacobian", "ntk_vp", "structured"):
         results[f"dlpde_{method}"] = measure(lambda m=method: empirical_ntk(net, x, method=m), repeats,
                                              device)
     results["naive_loop"] = measure(lambda: _naive_jacobian_ntk(net, x), repeats, device)

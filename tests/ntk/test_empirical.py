@@ -38,7 +38,7 @@ def _naive_jacobian(net, x):
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("method", ["jacobian", "ntk_vp", "auto"])
+@pytest.mark.parametrize("method", ["jacobian", "ntk_vp", "structured", "auto"])
 @pytest.mark.parametrize("batch_size", [None, 3])
 def test_ntk_matches_naive_jacobians(method, batch_size):
     net, x1, x2 = _setup()
@@ -101,3 +101,15 @@ def test_bad_input():
         empirical_ntk(lambda p, x: x, x1)
     with pytest.raises(ValueError, match="batch_size"):
         empirical_ntk(net, x1, batch_size=0)
+    with pytest.raises(ValueError, match="structured"):
+        empirical_ntk(lambda p, x: torch.func.functional_call(net, p, (x,)), x1, method="structured",
+                      params=dict(net.named_parameters()))
+
+
+def test_structured_path_with_standard_parameterisation_and_no_bias():
+    spec = Serial(Dense(16, 1.3, None, "standard"), Erf(), Dense(16, 1.2, 0.3, "standard"), Relu(), Dense(2))
+    net = build_network(spec, (4,), 5, torch.float64)
+    x = torch.randn(5, 4, generator=make_generator(6), dtype=torch.float64)
+    for trace in (True, False):
+        torch.testing.assert_close(empirical_ntk(net, x, method="structured", trace_outputs=trace),
+                                   empirical_ntk(net, x, method="jacobian", trace_outputs=trace))

@@ -12,7 +12,16 @@ an ``(N1, N2)`` matrix; ``False`` returns the full ``(N1 K, N2 K)`` matrix with 
 (the ordering of ``y.reshape(-1)`` for targets ``y`` of shape ``(N, K)``). Two methods (Novak et
 al. 2022): ``"jacobian"`` contracts per-sample Jacobians (``vmap(jacrev)``), ``"ntk_vp"`` applies
 ``Theta`` to basis vectors as ``J(x1) (J(x2)^T v)`` (a VJP then a JVP) and never stores a
-Jacobian; ``"auto"`` takes the Jacobians when one block of them fits ``max_memory`` bytes.
+Jacobian; ``"structured"`` is the fully connected fast path (networks built from ``Dense`` and
+activation layers by ``build_network``): with ``delta_l = df/dz_l`` the backpropagated signal at
+the pre-activations of dense layer ``l`` and ``h_{l-1}`` its input,
+
+    Theta(x, x') = sum_l <delta_l(x), delta_l(x')> (c_l^2 <h_{l-1}(x), h_{l-1}(x')> + s_l^2)
+
+(``c_l``, ``s_l`` the layer's weight and bias multipliers), which never forms a Jacobian of size
+``P`` and costs ``N1 N2 K sum_l width_l`` instead of ``N1 N2 K P``. ``"auto"`` takes the
+structured path when it applies, else the Jacobians when one block of them fits ``max_memory``
+bytes, else NTK-vector products.
 ``batch_size`` splits both inputs into blocks, bounding the memory.
 """
 
@@ -29,7 +38,7 @@ __all__ = [
     "second_order_taylor", "flatten_parameters",
 ]
 
-_METHODS = ("jacobian", "ntk_vp", "auto")
+_METHODS = ("jacobian", "ntk_vp", "structured", "auto")
 
 
 def functional_model(model, params=None) -> tuple[Callable, dict]:
@@ -142,11 +151,69 @@ def _ntk_block_vp(f, params, xa, xb, trace):
     return columns.reshape(nb * k, xa.shape[0] * k).T
 
 
-def _resolve_method(method, params, batch, k, itemsize, max_memory):
+def _dense_layers(model):
+    """The layers of a fully connected network built by ``build_network`` (else ``None``)."""
+    from ._spec import _ActivationModule, _DenseModule, _SerialModule
+
+    if not isinstance(model, _SerialModule):
+        return None
+    layers = list(model.layers)
+    if not all(isinstance(m, (_DenseModule, _ActivationModule)) for m in layers):
+        return None
+    return layers if any(isinstance(m, _DenseModule) for m in layers) else None
+
+
+def _structured_block(layers, params, xa, xb, trace):
+    """Fully connected NTK block from backpropagated signals and layer inputs (see module doc)."""
+    from ._spec import _DenseModule
+
+    dense = [i for i, m in enumerate(layers) if isinstance(m, _DenseModule)]
+
+    def forward(x, probes):
+        h, inputs = x, []
+        for i, module in enumerate(layers):
+            if i in dense:
+                inputs.append(h)
+                z = module.scale * (params[f"layers.{i}.weight"] @ h)
+                if module.bias is not None:
+                    z = z + module.bias_scale * params[f"layers.{i}.bias"]
+                h = z + probes[dense.index(i)]
+            else:
+                h = module.function(h)
+        return h, inputs
+
+    def signals(x):
+        zeros = tuple(x.new_zeros(params[f"layers.{i}.weight"].shape[0]) for i in dense)
+        deltas = tfunc.jacrev(lambda p: forward(x, p)[0])(zeros)  # per layer (K, width)
+        return deltas, forward(x, zeros)[1]
+
+    deltas_a, inputs_a = tfunc.vmap(signals)(xa)
+    deltas_b, inputs_b = (deltas_a, inputs_a) if xb is xa else tfunc.vmap(signals)(xb)
+    total = None
+    for j, i in enumerate(dense):
+        module = layers[i]
+        gram = module.scale**2 * inputs_a[j] @ inputs_b[j].T
+        if module.bias is not None:
+            gram = gram + module.bias_scale**2
+        if trace:
+            part = torch.einsum("nkw,mkw->nm", deltas_a[j], deltas_b[j]) / deltas_a[j].shape[1] * gram
+        else:
+            part = torch.einsum("nkw,mlw->nkml", deltas_a[j], deltas_b[j]) * gram[:, None, :, None]
+        total = part if total is None else total + part
+    return total
+
+
+def _resolve_method(method, model, params, batch, k, itemsize, max_memory, x):
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    structured = x.dim() == 2 and _dense_layers(model) is not None
+    if method == "structured" and not structured:
+        raise ValueError("method='structured' needs a fully connected network from build_network "
+                         "and (N, d) inputs")
     if method != "auto":
         return method
+    if structured:
+        return "structured"
     n_params = sum(p.numel() for p in params.values())
     return "jacobian" if 2 * batch * k * n_params * itemsize <= max_memory else "ntk_vp"
 
@@ -161,8 +228,9 @@ def empirical_ntk(model, x1: torch.Tensor, x2: torch.Tensor | None = None, param
         x1: ``(N1, *event)``; x2: ``(N2, *event)`` (default ``x1``; then only blocks on and above
             the diagonal are computed).
         params: dict of parameters (default: the module's).
-        method: ``"jacobian"``, ``"ntk_vp"`` or ``"auto"`` (Jacobians when the two Jacobian
-            blocks, ``2 batch K P`` numbers, fit ``max_memory`` bytes).
+        method: ``"jacobian"``, ``"ntk_vp"``, ``"structured"`` (fully connected networks from
+            ``build_network``) or ``"auto"`` (structured when it applies, else Jacobians when the
+            two Jacobian blocks, ``2 batch K P`` numbers, fit ``max_memory`` bytes, else ntk_vp).
         trace_outputs: ``True`` -> ``(N1, N2)`` mean over outputs; ``False`` -> ``(N1 K, N2 K)``.
         batch_size: rows of x1 and x2 per block (``None``: all at once).
     """
@@ -173,13 +241,14 @@ def empirical_ntk(model, x1: torch.Tensor, x2: torch.Tensor | None = None, param
     x2 = x1 if symmetric else x2
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    original = model
     f, params = functional_model(model, params)
     f = _outputs_2d(f)
     with torch.no_grad():
         k = f(params, x1[:1]).shape[-1]
     b = batch_size or max(x1.shape[0], x2.shape[0])
     itemsize = torch.finfo(x1.dtype).bits // 8 if x1.is_floating_point() else 4
-    method = _resolve_method(method, params, b, k, itemsize, max_memory)
+    method = _resolve_method(method, original, params, b, k, itemsize, max_memory, x1)
 
     def block(i, j, jac_i=None):
         xa, xb = x1[i:i + b], x2[j:j + b]
@@ -187,6 +256,10 @@ def empirical_ntk(model, x1: torch.Tensor, x2: torch.Tensor | None = None, param
             ja = jac_i if jac_i is not None else _per_sample_jacobian(f, params, xa)
             jb = ja if (symmetric and i == j) else _per_sample_jacobian(f, params, xb)
             out = _contract(ja, jb, trace_outputs)
+            return out if trace_outputs else out.reshape(xa.shape[0] * k, xb.shape[0] * k)
+        if method == "structured":
+            out = _structured_block(_dense_layers(original), params, xa, xa if (symmetric and i == j) else xb,
+                                    trace_outputs)
             return out if trace_outputs else out.reshape(xa.shape[0] * k, xb.shape[0] * k)
         return _ntk_block_vp(f, params, xa, xb, trace_outputs)
 

@@ -78,6 +78,7 @@ KERNELS = [
     KernelCheck("ntk.analytic_kernels.cnn", _analytic_cnn),
     KernelCheck("ntk.empirical_ntk.jacobian", _empirical("jacobian")),
     KernelCheck("ntk.empirical_ntk.ntk_vp", _empirical("ntk_vp")),
+    KernelCheck("ntk.empirical_ntk.structured", _empirical("structured")),
     KernelCheck("ntk.kernel_velocity", _velocity, rtol=1e-6, atol=1e-10),
     KernelCheck("ntk.gradient_descent_mse", _predictor, rtol=1e-6, atol=1e-9),
 ]
