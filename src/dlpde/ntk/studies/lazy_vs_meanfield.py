@@ -65,7 +65,7 @@ def scale_point(task) -> dict:
                               symmetric=True, init_scale=tau, seed=config.seed + 1, device=device)
     step = min(config.max_step_size, 0.1 / tau**2)
     result = train_with_linearization(student, x_train, y_train, config.steps, step, 1.0, x_test, y_test,
-                                      record_every=max(1, config.steps // 20), progress=False)
+                                      record_every=max(1, config.steps // 2), progress=False)
     final = result["history"][-1]
     return {"log10_scale": log10_scale, "scale": tau, "step_size": step, **final,
             "history": result["history"]}
