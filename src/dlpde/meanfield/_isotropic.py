@@ -60,15 +60,13 @@ def sphere_moments(dimension: int | None, count: int, dtype=torch.float64, devic
     """
     if dimension is not None and (not isinstance(dimension, int) or dimension < 2):
         raise ValueError(f"dimension must be an int >= 2 or None (d -> infinity), got {dimension!r}")
-    mu = torch.zeros(count, dtype=dtype, device=device)
-    mu[0] = 1.0
+    values = [1.0] + [0.0] * (count - 1)
     if dimension is not None:
         value = 1.0
         for k in range(2, count, 2):
-            j = k // 2 - 1
-            value *= (2 * j + 1) / (dimension + 2 * j)
-            mu[k] = value
-    return mu
+            value *= (k - 1) / (dimension + k - 2)
+            values[k] = value
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 class _WeightedPairKernelSum(torch.autograd.Function):
@@ -203,11 +201,9 @@ class IsotropicGaussianProblem:
     # -- radial reduction --------------------------------------------------------------------
     def radial_terms(self, radii: torch.Tensor, count: int):
         """Per class ``(s, c, dc)``: Hermite coefficients of ``sigma(s r .)`` and their ``r``-derivatives."""
-        out = []
-        for s in self.scales:
-            c, dc = self.activation.hermite_coefficients(s * radii, count)
-            out.append((s, c, s * dc))
-        return out
+        scales = torch.tensor(self.scales, dtype=radii.dtype, device=radii.device)
+        c, dc = self.activation.hermite_coefficients(scales[:, None] * radii[None], count)  # both classes
+        return [(s, c[i], s * dc[i]) for i, s in enumerate(self.scales)]
 
     def radial_risk(
         self,
@@ -291,6 +287,7 @@ def solve_radial_limit(
     hermite_terms: int = 64,
     dimension: int | None | str = "problem",
     dtype=torch.float64,
+    device=None,
 ) -> RadialSolution:
     """Solve the radial mean-field PDE of ``problem`` (module docstring) by the Lagrangian scheme.
 
@@ -301,21 +298,24 @@ def solve_radial_limit(
         nodes: Gauss-Hermite nodes carrying the law; tracers: extra radii ``(n,)`` moved passively.
         save_at: times to save (default ``[0, time]``). hermite_terms: Mehler terms kept.
         dimension: the ``d`` of the kernel (default the problem's; ``None`` for ``d -> infinity``).
+        dtype, device: of the computation (default float64 on the tracers' device, else the CPU).
     """
     import numpy as np
     from numpy.polynomial.hermite_e import hermegauss
 
     if isinstance(nodes, bool) or not isinstance(nodes, int) or not 2 <= nodes <= 200:
         raise ValueError(f"nodes must be an int in [2, 200], got {nodes!r}")
+    if device is None:
+        device = tracers.device if isinstance(tracers, torch.Tensor) else torch.device("cpu")
     z, w = hermegauss(nodes)
     z_nodes = torch.as_tensor(z, dtype=dtype)
-    weights = torch.as_tensor(w / w.sum(), dtype=dtype)
-    start = initial_radius(z_nodes).to(dtype)
+    weights = torch.as_tensor(w / w.sum(), dtype=dtype, device=device)
+    start = initial_radius(z_nodes).to(dtype=dtype, device=device)
     if start.shape != (nodes,) or not bool(torch.isfinite(start).all()) or bool((start < 0).any()):
         raise ValueError("initial_radius must map the nodes to finite non-negative radii of the same shape")
     tracer_count = 0
     if tracers is not None:
-        tracers = torch.as_tensor(tracers).to(dtype).reshape(-1)
+        tracers = torch.as_tensor(tracers).to(dtype=dtype, device=device).reshape(-1)
         tracer_count = tracers.numel()
         start = torch.cat([start, tracers])
     save_at = [0.0, float(time)] if save_at is None else [float(s) for s in save_at]
@@ -327,7 +327,7 @@ def solve_radial_limit(
     node_radii = path[:, :nodes]
     risk = torch.stack([problem.radial_risk(r, weights, hermite_terms, dimension) for r in node_radii])
     return RadialSolution(
-        times=torch.tensor(np.asarray(save_at), dtype=dtype),
+        times=torch.tensor(np.asarray(save_at), dtype=dtype, device=device),
         node_radii=node_radii,
         node_weights=weights,
         tracer_radii=path[:, nodes:] if tracer_count else None,

@@ -242,7 +242,8 @@ class GaussianBlockMeasure:
 
         F(x, t) = k (scale^2 / D) A(t) x G(scale^2 |x|^2 / D),    G(v) = E[sigma'(sqrt(v) Z)],
 
-    with ``G`` by Gauss-Hermite quadrature (``quadrature_nodes``; ``sigma'`` by autograd).
+    with ``G`` by Gauss-Hermite quadrature (``quadrature_nodes``; ``sigma'`` by autograd): accurate to
+    rounding for ``v = scale^2 |x|^2 / D`` of order one (about 1e-8 at ``v = 10`` with 96 nodes).
     """
 
     def __init__(
@@ -253,7 +254,7 @@ class GaussianBlockMeasure:
         coupling: torch.Tensor,
         scale: float = 1.0,
         noise: float = 0.0,
-        quadrature_nodes: int = 48,
+        quadrature_nodes: int = 96,
     ):
         _positive_int("dim", dim)
         _positive_int("block_width", block_width)
