@@ -37,7 +37,7 @@ def _radon(device, tiny):
 
 
 def _tv(device, tiny):
-    shape, iterations = ((1, 24, 24), 20) if tiny else ((2, 128, 128), 50)
+    shape, iterations = ((1, 24, 24), 20) if tiny else ((2, 128, 128), 30)
     blur = GaussianBlur(1.5, boundary="reflect")
     y = blur(_images(shape, 3)).to(device)
     return lambda: total_variation_restoration(blur, y, 0.01, stopping=iterations,
@@ -82,7 +82,9 @@ def _primal_dual(device, tiny):
 def _pixel(cls):
     def build(device, tiny):
         shape = (1, 32, 32) if tiny else (2, 128, 128)
-        kwargs = {"depth": 3, "width": 8} if (tiny and cls is DnCNN) else {}
+        kwargs = {}
+        if cls is DnCNN:  # the size the denoising study trains (tiny: smaller still)
+            kwargs = {"depth": 3, "width": 8} if tiny else {"depth": 10, "width": 32}
         model = cls(generator=make_generator(11), **kwargs).double().to(device).eval()
         y = _images(shape, 12).to(device)
         return lambda: model(y)
