@@ -162,8 +162,8 @@ class ContactPair:
     ``V_pair(r) = g (2 pi s^2)^{-d/2} exp(-r^2 / (2 s^2))``.
 
     Spin-polarised fermions vanish at coincidence, so the energy shift of the exact delta is zero
-    and that of the Gaussian is ``O(g s^2)`` (first order: ``g s^2 d`` times the curvature of
-    the pair density at contact).
+    and that of the Gaussian is ``O(g s^2)`` (in 1-D, to first order, ``g s^2 P''(0) / 2`` with
+    ``P`` the pair density, which vanishes quadratically at contact).
     """
 
     def __init__(self, strength: float, width: float = 0.05, dim: int = 1):

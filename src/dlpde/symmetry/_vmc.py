@@ -209,11 +209,13 @@ class VMC:
             raise NonFiniteLossError(f"log|psi| is not finite at {bad} of {self.walkers.x.shape[0]} walkers "
                                      "(the wavefunction vanishes, overflows or is NaN there)")
 
-    def _advance(self, n_steps: int, adapt: bool) -> None:
-        """Metropolis steps at the current parameters; a mild step-size controller (towards the
+    def _advance(self, n_steps: int, adapt: bool, refresh: bool = True) -> None:
+        """Metropolis steps at the current parameters (``refresh``: re-evaluate ``|psi|^2`` at the
+        walkers first, needed after a parameter update); a mild step-size controller (towards the
         target acceptance) runs between iterations while ``adapt``."""
-        self.walkers.set_log_prob(self._log_prob)
-        self._check_log_prob()
+        if refresh:
+            self.walkers.set_log_prob(self._log_prob)
+            self._check_log_prob()
         try:
             self.walkers.step(n_steps)
         except FloatingPointError as error:
@@ -232,8 +234,8 @@ class VMC:
         """Burn in the walkers (``burn_in`` steps by default) with step-size adaptation."""
         n_steps = self.burn_in if n_steps is None else n_steps
         chunk = max(1, self.steps_per_iteration)
-        for _ in range(0, n_steps, chunk):
-            self._advance(chunk, adapt=True)
+        for start in range(0, n_steps, chunk):
+            self._advance(chunk, adapt=True, refresh=start == 0)
         self.burned_in = True
 
     def local_energies(self, x: torch.Tensor | None = None) -> torch.Tensor:
@@ -376,8 +378,8 @@ class VMC:
         if not self.burned_in:
             self.equilibrate()
         configurations = []
-        for _ in range(n_steps):
-            self._advance(thin, adapt=False)
+        for step in range(n_steps):
+            self._advance(thin, adapt=False, refresh=step == 0)
             configurations.append(self.walkers.x.clone())
         flat = torch.cat(configurations)
         energies = torch.cat([self.local_energies(chunk) for chunk in flat.split(batch_size)])
