@@ -95,6 +95,21 @@ def test_radial_kernel_is_the_direction_average_of_the_network_risk(activation):
     )
 
 
+def test_finite_dimension_kernel_tends_to_the_large_dimension_kernel():
+    """U~ keeps mu_k(d) = O(d^-k/2) terms; as d grows it tends to MMN's k = 0 kernel (dimension=None)."""
+    radii = torch.tensor([0.5, 1.0, 2.0], dtype=DOUBLE)
+    weights = torch.tensor([0.2, 0.5, 0.3], dtype=DOUBLE)
+    gaps = []
+    for d in (10, 100, 1000):
+        problem = IsotropicGaussianProblem(d, 0.5, WELL)
+        gaps.append(
+            abs(
+                float(problem.radial_risk(radii, weights, 64) - problem.radial_risk(radii, weights, 64, None))
+            )
+        )
+    assert gaps[0] > 9 * gaps[1] > 81 * gaps[2] > 0  # the first correction is mu_2 = 1/d
+
+
 def test_radial_velocity_is_minus_the_weighted_radius_gradient_of_the_radial_risk():
     """dR/dr_j = 2 omega_j Psi'(r_j), so the velocity -2 Psi'(r_j) = -(dR/dr_j) / omega_j."""
     problem = IsotropicGaussianProblem(7, 0.5, PiecewiseLinearActivation.ramp(0.5, 1.5, -2.5, 7.5))

@@ -26,8 +26,9 @@ def _resnet_checks(metrics):
     assert metrics["reference_train_loss"] > 0 and "bias_vs_depth" in metrics["rates"]
 
 
-@pytest.mark.parametrize("module, check", [(two_layer, _two_layer_checks), (cnn, _cnn_checks),
-                                           (resnet, _resnet_checks)])
+@pytest.mark.parametrize(
+    "module, check", [(two_layer, _two_layer_checks), (cnn, _cnn_checks), (resnet, _resnet_checks)]
+)
 def test_smoke_preset_runs(tmp_path, module, check):
     run, metrics = execute(module.STUDY, "smoke", device="cpu", out=tmp_path)
     check(metrics)

@@ -116,8 +116,11 @@ class TwoLayerMeanField(_TwoLayerParticles):
     (the setting of Mei, Montanari & Nguyen 2018 with ``a_i = output_scale``). Initial particles
     are i.i.d.: ``a ~ N(0, output_scale^2)``, ``w ~ N(0, input_scale^2 / d I_d)``,
     ``b ~ N(0, bias_scale^2)``, drawn from ``generator`` (a seed or CPU generator; default 0).
-    Train it with ``mean_field_gradient_flow`` or ``mean_field_sgd`` (time scaling: the step on
-    each particle is multiplied by ``n``; see ``dlpde.meanfield._dynamics``).
+    Train it with ``mean_field_gradient_flow`` or ``mean_field_sgd``: in mean-field time ``t`` each
+    particle moves as ``d theta_i/dt = -n grad_i R = 2 E[(y - f(x)) grad sigma_*(x; theta_i)]`` for the
+    risk ``R = E (y - f)^2`` (no 1/2), so the empirical measure follows the distributional dynamics
+    ``d_t rho = 2 div(rho grad Psi)``, ``Psi = V + int U d rho`` of Mei, Montanari & Nguyen (2018) with
+    ``xi = 1``; an SGD step of size ``s`` advances ``t`` by ``s`` (noise and penalty: ``_dynamics.py``).
 
     Args:
         n: number of particles (hidden units). d: input dimension.

@@ -27,6 +27,7 @@ from dlpde.shared.testing import convergence_order
 from .._dynamics import mean_field_gradient_flow
 from .._linear_closure import LinearMomentClosure
 from .._two_layer import MeanFieldCNN
+from ._plots import label_log_axis
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Config:
     steps: int = 40
     save_times: tuple[float, ...] = (0.0, 1.0, 2.0, 5.0, 10.0)
     widths: tuple[int, ...] = (16, 64, 256, 1024, 4096)
-    seeds: int = 2
+    seeds: int = 4
     reference_width: int = 16384
     linear_width: int = 200
     dtype: Literal["float32", "float64"] = "float32"
@@ -270,6 +271,7 @@ def run(config: Config, run_dir) -> dict:
         widths, fluctuation_start[0] * (np.asarray(widths) / widths[0]) ** -0.5, "k:", label="M^-1/2"
     )
     axes[1].set(xlabel="channels M", title="convergence in M (slopes)")
+    label_log_axis(axes[1], widths)
     axes[1].legend(fontsize=6)
     run_dir.save_figure(
         fig,
@@ -302,7 +304,7 @@ _SMOKE = Config(
     linear_width=20,
     dtype="float64",
 )
-_QUICK = Config(widths=(16, 64, 256, 1024), reference_width=4096, steps=20)
+_QUICK = Config(widths=(16, 64, 256, 1024), seeds=2, reference_width=4096, steps=20)
 _PAPER = Config(
     image_size=12,
     kernel_size=5,

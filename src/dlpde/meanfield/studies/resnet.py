@@ -38,6 +38,7 @@ from .._resnet import (
     resnet_limit,
     resnet_limit_adjoint,
 )
+from ._plots import label_log_axis
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,6 +419,7 @@ def run(config: Config, run_dir) -> dict:
         depths, bias[depths[0], wide] * (np.asarray(depths) / depths[0]) ** -1.0, "k:", label="L^-1"
     )
     axes[0].set(xlabel="depth L", ylabel="RMS error of the seed mean", title="Euler bias")
+    label_log_axis(axes[0], depths)
     axes[0].legend(fontsize=6)
     blocks_all = np.array([d * w for d in depths for w in widths])
     axes[1].loglog(blocks_all, [fluctuation[d, w] for d in depths for w in widths], "o", ms=3)
@@ -442,6 +444,7 @@ def run(config: Config, run_dir) -> dict:
         label=f"vs M (L={config.train_depth_at}): {rates['train_loss_vs_width']:.2f}",
     )
     axes[2].set(xlabel="L or M", ylabel="max |loss - reference|", title="training-loss curves")
+    label_log_axis(axes[2], [*config.train_depths, *config.train_widths])
     axes[2].legend(fontsize=7)
     run_dir.save_figure(
         fig,
