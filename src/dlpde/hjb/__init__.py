@@ -17,9 +17,16 @@ from ._characteristics import (
     CharacteristicPath,
     CharacteristicState,
     backward_characteristics,
+    characteristic_data_source,
     characteristics,
 )
-from ._control import ControlAffineProblem, rigid_body_problem, simulate_closed_loop, value_feedback
+from ._control import (
+    ControlAffineProblem,
+    lqr_warm_start,
+    rigid_body_problem,
+    simulate_closed_loop,
+    value_feedback,
+)
 from ._hamiltonians import Hamiltonian, LQRHamiltonian, NormHamiltonian, QuadraticHamiltonian
 from ._hopf_lax import hopf_lax_value
 from ._networks import DGMNetwork, ValueNetwork
@@ -49,8 +56,10 @@ __all__ = [
     "solve_pontryagin_bvp",
     "PontryaginSolution",
     "pontryagin_data_source",
+    "characteristic_data_source",
     "ControlAffineProblem",
     "rigid_body_problem",
     "simulate_closed_loop",
     "value_feedback",
+    "lqr_warm_start",
 ]

@@ -65,22 +65,22 @@ class PontryaginSolution:
 class _Shooting:
     """Residuals and Jacobians of the multiple-shooting equations for a subset of the batch."""
 
-    def __init__(self, problem: HJProblem, segments: int, steps: int, method: str):
+    def __init__(self, problem: HJProblem, segments: int, steps: int, method: str, jacobian_steps: int):
         self.hamiltonian = problem.hamiltonian
         self.initial = _differentiable(problem.initial)
         self.segments, self.steps, self.method = segments, steps, method
+        self.jacobian_steps = jacobian_steps
 
         def single(y):
             return self.initial(y.unsqueeze(0)).squeeze(0)
 
         self.initial_hessian = tfunc.vmap(tfunc.hessian(single))
 
-    def _flow(self, nodes, horizon, with_jacobian):
-        """Flow of every segment: ``nodes`` ``(M+1, B, 2d)`` -> ``(M, B, 2d)`` (and ``(M, B, 2d, 2d)``)."""
-        m, b, n2 = nodes[:-1].shape
+    def _integrate(self, start, scale, steps, with_jacobian):
+        """Integrate every segment start ``(N, 2d)`` over one segment; with the sensitivity
+        ``Phi`` (variational equation ``Phi' = J_F Phi``, ``Phi(0) = I``) when asked."""
+        n2 = start.shape[1]
         d = n2 // 2
-        start = nodes[:-1].reshape(m * b, n2)
-        scale = horizon.repeat(m)
         hamiltonian = self.hamiltonian
 
         def field(_, y):
@@ -95,14 +95,29 @@ class _Shooting:
 
         state = start
         if with_jacobian:
-            eye = torch.eye(n2, dtype=start.dtype, device=start.device).reshape(1, -1).expand(m * b, -1)
+            eye = (
+                torch.eye(n2, dtype=start.dtype, device=start.device)
+                .reshape(1, -1)
+                .expand(start.shape[0], -1)
+            )
             state = torch.cat([start, eye], -1)
         with torch.no_grad():
-            end = integrate(field, state, 0.0, 1.0 / self.segments, method=self.method, steps=self.steps)
-        flow = end[:, :n2].reshape(m, b, n2)
+            return integrate(field, state, 0.0, 1.0 / self.segments, method=self.method, steps=steps)
+
+    def _flow(self, nodes, horizon, with_jacobian):
+        """Flow of every segment: ``nodes`` ``(M+1, B, 2d)`` -> ``(M, B, 2d)`` (and the sensitivities
+        ``(M, B, 2d, 2d)``, integrated with ``jacobian_steps`` steps: an inexact Newton Jacobian
+        when fewer than ``steps``)."""
+        m, b, n2 = nodes[:-1].shape
+        start = nodes[:-1].reshape(m * b, n2)
+        scale = horizon.repeat(m)
         if not with_jacobian:
-            return flow, None
-        return flow, end[:, n2:].reshape(m, b, n2, n2)
+            return self._integrate(start, scale, self.steps, False).reshape(m, b, n2), None
+        end = self._integrate(start, scale, self.jacobian_steps, True)
+        sensitivity = end[:, n2:].reshape(m, b, n2, n2)
+        if self.jacobian_steps == self.steps:
+            return end[:, :n2].reshape(m, b, n2), sensitivity
+        return self._integrate(start, scale, self.steps, False).reshape(m, b, n2), sensitivity
 
     def residual(self, nodes, target, horizon, with_jacobian=False):
         """``(B, n)`` residuals (and ``(B, n, n)`` Jacobians) with ``n = 2d(M+1)``."""
@@ -200,6 +215,7 @@ def solve_pontryagin_bvp(
     segments: int = 8,
     steps_per_segment: int = 4,
     method: str = "rk4",
+    jacobian_steps: int | None = None,
     initial_guess: torch.Tensor | None = None,
     time_marching: Sequence[float] = (1.0,),
     max_iterations: int = 30,
@@ -213,6 +229,9 @@ def solve_pontryagin_bvp(
         x: ``(B, d)`` states; t: a number or ``(B,)`` tensor of horizons ``> 0``.
         segments, steps_per_segment, method: ``M`` shooting segments, each integrated with
             ``steps_per_segment`` steps of ``method``.
+        jacobian_steps: steps for the sensitivities of the Newton Jacobian (default
+            ``steps_per_segment``); fewer make each iteration cheaper (an inexact Newton method,
+            converging to the same solution, typically in a few more iterations).
         initial_guess: ``(M + 1, B, 2d)`` nodes ``(x_m, p_m)`` at ``s_m = (m/M) f_1 t`` for the
             first stage; default the constant path ``x_m = x``, ``p_m = grad g(x)``.
         time_marching: increasing fractions ending at 1: the horizons solved in turn.
@@ -233,6 +252,7 @@ def solve_pontryagin_bvp(
         ("segments", segments),
         ("steps_per_segment", steps_per_segment),
         ("max_iterations", max_iterations),
+        ("jacobian_steps", steps_per_segment if jacobian_steps is None else jacobian_steps),
     ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -247,7 +267,8 @@ def solve_pontryagin_bvp(
         )
     b, d = x.shape
     x = x.detach()
-    shooting = _Shooting(problem, segments, steps_per_segment, method)
+    jacobian_steps = steps_per_segment if jacobian_steps is None else jacobian_steps
+    shooting = _Shooting(problem, segments, steps_per_segment, method, jacobian_steps)
     if initial_guess is None:
         costate = gradient(shooting.initial, x, create_graph=False)
         nodes = torch.cat([x, costate], -1).unsqueeze(0).repeat(segments + 1, 1, 1)
@@ -291,14 +312,22 @@ def solve_pontryagin_bvp(
 
 
 def pontryagin_data_source(
-    problem: HJProblem, *, n_starts: int = 4, along_path: bool = False, seed: int = 0, **solver_options
+    problem: HJProblem,
+    *,
+    n_starts: int = 4,
+    along_path: bool = False,
+    warm_start: Callable | None = None,
+    seed: int = 0,
+    **solver_options,
 ) -> Callable:
     """A data source ``(x, t) -> dict(x, t, value, gradient)`` for ``ValueGradientSolver``.
 
-    At every point it solves the boundary-value problem from the constant-path guess and from
-    ``n_starts`` guesses whose foot is a random point of the box (straight paths with
-    ``p = grad g(foot)``), keeps the converged solution of least value (the viscosity solution
-    selects the minimum where characteristics cross) and drops points where no start converged.
+    At every point it solves the boundary-value problem from a first guess (the constant path, or
+    ``warm_start(x, horizon) -> (M + 1, B, 2d)`` nodes for the first horizon of the time marching,
+    e.g. from LQR or a learned value function) and from ``n_starts`` guesses whose foot is a random
+    point of the box (straight paths with ``p = grad g(foot)``), keeps the converged solution of
+    least value (the viscosity solution selects the minimum where characteristics cross) and drops
+    points where no start converged.
     ``along_path=True`` returns the data at every node of the selected paths (optimal
     trajectories are optimal from each of their points), otherwise at ``(x, t)`` only.
     ``solver_options`` go to ``solve_pontryagin_bvp``. The numbers of points asked and kept are
@@ -312,7 +341,8 @@ def pontryagin_data_source(
         t = _times(t, x)
         segments = solver_options.get("segments", 8)
         best = None
-        guesses = [None]
+        first = solver_options.get("time_marching", (1.0,))[0]
+        guesses = [None if warm_start is None else warm_start(x, first * t)]
         d = problem.dim
         for _ in range(n_starts):
             feet = problem.sample(x.shape[0], generator, x.dtype, "cpu", initial=True).to(x.device)

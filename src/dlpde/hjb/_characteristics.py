@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from dlpde.shared.autodiff import gradient
 from dlpde.shared.ode import integrate
+from dlpde.shared.random import make_generator
 
-from ._hamiltonians import Hamiltonian
+from ._hamiltonians import Hamiltonian, _differentiable
 from ._problems import _check_points, _times
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "CharacteristicState",
     "CharacteristicPath",
     "characteristic_field",
+    "characteristic_data_source",
 ]
 
 
@@ -192,3 +195,42 @@ def backward_characteristics(
     return CharacteristicPath(
         times=taus[:, None] * t[None, :], x=x_path[index], p=p_path[index], z=z_path[index], fractions=taus
     )
+
+
+def characteristic_data_source(
+    problem, *, nodes: int = 11, steps: int = 40, method: str = "rk4", seed: int = 0
+) -> Callable:
+    """A data source ``(x, t) -> dict(x, t, value, gradient)`` for ``ValueGradientSolver`` from
+    forward characteristics: it draws as many feet ``y`` uniform in the box as points are asked,
+    starts ``x(0) = y``, ``p(0) = grad g(y)``, ``z(0) = g(y)`` and returns the ``nodes`` equispaced
+    points of every path on ``[0, T]`` (the asked points themselves are not used). Valid only where
+    characteristics do not cross (e.g. LQR with convex ``g``); otherwise use
+    ``pontryagin_data_source``.
+    """
+    generator = make_generator(seed)
+    times = [problem.horizon * k / (nodes - 1) for k in range(nodes)]
+
+    def source(x, t):
+        feet = problem.sample(x.shape[0], generator, x.dtype, "cpu", initial=True).to(x.device)
+        costate = gradient(_differentiable(problem.initial), feet, create_graph=False)
+        with torch.no_grad():
+            path = characteristics(
+                problem.hamiltonian,
+                feet,
+                costate,
+                problem.initial(feet),
+                0.0,
+                problem.horizon,
+                method=method,
+                steps=steps,
+                save_at=times,
+            )
+        stamp = torch.tensor(times, dtype=x.dtype, device=x.device)[:, None].expand(-1, x.shape[0])
+        return {
+            "x": path.x.reshape(-1, problem.dim),
+            "t": stamp.reshape(-1),
+            "value": path.z.reshape(-1),
+            "gradient": path.p.reshape(-1, problem.dim),
+        }
+
+    return source

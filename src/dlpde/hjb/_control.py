@@ -26,7 +26,13 @@ from dlpde.shared.ode import integrate
 from ._hamiltonians import Hamiltonian, _check_pair, _symmetric_psd
 from ._problems import HJProblem, _check_points, lqr_problem
 
-__all__ = ["ControlAffineProblem", "rigid_body_problem", "simulate_closed_loop", "value_feedback"]
+__all__ = [
+    "ControlAffineProblem",
+    "rigid_body_problem",
+    "simulate_closed_loop",
+    "value_feedback",
+    "lqr_warm_start",
+]
 
 
 class _ControlHamiltonian(Hamiltonian):
@@ -287,3 +293,28 @@ def rigid_body_problem(horizon: float = 20.0) -> ControlAffineProblem:
         radius=radius,
         name="rigid_body",
     )
+
+
+def lqr_warm_start(problem: ControlAffineProblem, segments: int, steps: int = 200) -> Callable:
+    """Initial guesses for ``solve_pontryagin_bvp`` from the LQR feedback of the linearisation:
+    ``guess(x, horizon) -> (segments + 1, B, 2d)`` holds, at the nodes ``s_m = (m / M) horizon``
+    (time to go), the closed-loop LQR states and the LQR costates ``P(s_m) x``. ``horizon`` may
+    differ per point (a ``(B,)`` tensor)."""
+    lqr = problem.lqr_problem()
+
+    def guess(x, horizon):
+        horizon = torch.as_tensor(horizon, dtype=x.dtype, device=x.device).expand(x.shape[0])
+
+        def scaled_feedback(y, time):  # time runs over [0, horizon_b]; LQR time to go = horizon_b - time
+            return problem.optimal_control(y, lqr.exact_gradient(y, (horizon - time).clamp_min(0)))
+
+        run = simulate_closed_loop(problem, scaled_feedback, x, horizon, steps=steps, saves=segments + 1)
+        states = run["states"].flip(0)  # node m: time to go s_m
+        to_go = run["times"].flip(0)
+        to_go = horizon[None, :] - to_go
+        costates = torch.stack(
+            [lqr.exact_gradient(states[m], to_go[m].clamp(0, lqr.horizon)) for m in range(segments + 1)]
+        )
+        return torch.cat([states, costates], -1)
+
+    return guess

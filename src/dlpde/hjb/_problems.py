@@ -160,10 +160,19 @@ def _default_layout(dim: int):
 class _MinOfQuadratics:
     """Branch values and gradients ``u_k = w^T (1 + t Lambda_k)^{-1} w / 2 + c_k``,
     ``w = T_k (x - a_k)``, ``T_k = V_k^T Q_k^{1/2}``, ``Q_k^{1/2} M Q_k^{1/2} = V_k Lambda_k V_k^T``,
-    so that ``(Q_k^{-1} + t M)^{-1} = T_k^T (1 + t Lambda_k)^{-1} T_k`` (O(K d^2) per point)."""
+    so that ``(Q_k^{-1} + t M)^{-1} = T_k^T (1 + t Lambda_k)^{-1} T_k`` (O(K d^2) per point, O(K d)
+    when every ``Q_k`` and ``M`` are diagonal)."""
 
     def __init__(self, centres, precisions, offsets, mass):
         self.centres, self.offsets = centres, offsets
+        diagonal = lambda m: bool(
+            (m - torch.diag_embed(torch.diagonal(m, dim1=-2, dim2=-1))).abs().max() == 0
+        )  # noqa: E731
+        self.diagonal = diagonal(precisions) and diagonal(mass)
+        if self.diagonal:  # T_k = diag(sqrt(q_k)), Lambda_k = q_k * diag(M): O(K d) per point
+            q = torch.diagonal(precisions, dim1=-2, dim2=-1)
+            self.transforms, self.eigenvalues = q.sqrt(), q * torch.diagonal(mass)
+            return
         transforms, eigenvalues = [], []
         for q in precisions:
             w, v = torch.linalg.eigh(q)
@@ -174,17 +183,26 @@ class _MinOfQuadratics:
         self.transforms = torch.stack(transforms)
         self.eigenvalues = torch.stack(eigenvalues)
 
-    def branches(self, x, t):
+    def _transform(self, x):
+        """``w_k = T_k (x - a_k)``, shape ``(B, K, d)``."""
+        shifted = x.unsqueeze(1) - self.centres.to(x)
+        if self.diagonal:
+            return shifted * self.transforms.to(x)
+        return torch.einsum("kij,bkj->bki", self.transforms.to(x), shifted)
+
+    def branches(self, x, t, with_gradients=True):
         """Values ``(B, K)`` and gradients ``(B, K, d)`` of every branch."""
-        transforms, a = self.transforms.to(x), self.centres.to(x)
-        w = torch.einsum("kij,bkj->bki", transforms, x.unsqueeze(1) - a)
+        w = self._transform(x)
         scaled = w / (1 + t[:, None, None] * self.eigenvalues.to(x))
         values = 0.5 * (w * scaled).sum(-1) + self.offsets.to(x)
-        gradients = torch.einsum("kji,bkj->bki", transforms, scaled)
-        return values, gradients
+        if not with_gradients:
+            return values, None
+        if self.diagonal:
+            return values, scaled * self.transforms.to(x)
+        return values, torch.einsum("kji,bkj->bki", self.transforms.to(x), scaled)
 
     def value(self, x, t):
-        return self.branches(x, t)[0].min(-1).values
+        return self.branches(x, t, with_gradients=False)[0].min(-1).values
 
     def gradient(self, x, t):
         values, gradients = self.branches(x, t)
@@ -192,9 +210,8 @@ class _MinOfQuadratics:
         return gradients[torch.arange(x.shape[0], device=x.device), index]
 
     def initial(self, x):
-        a, c = self.centres.to(x), self.offsets.to(x)
-        w = torch.einsum("kij,bkj->bki", self.transforms.to(x), x.unsqueeze(1) - a)
-        return (0.5 * (w * w).sum(-1) + c).min(-1).values
+        w = self._transform(x)
+        return (0.5 * (w * w).sum(-1) + self.offsets.to(x)).min(-1).values
 
     def kink_distance(self, x, t):
         """First-order distance to the nearest tie ``u_k = u_{k*}``: ``min_k (u_k - u_{k*}) /

@@ -61,12 +61,20 @@ def make_solver(
     device,
     nodes: int = 4,
     hopf_lax_weight: float = 0.0,
+    straight: bool = False,
+    data_source=None,
     data_points: int = 1024,
     rounds: int = 2,
     data_starts: int = 8,
     bvp_options: dict | None = None,
 ):
-    """The solver of ``method`` with a ``DGMNetwork`` (the same architecture for every method)."""
+    """The solver of ``method`` with a ``DGMNetwork`` (the same architecture for every method).
+
+    ``straight=True`` (for state-independent ``H``, whose characteristics are straight lines with
+    constant ``p``) integrates characteristics with one exact Euler step per quadrature segment.
+    The value-gradient solver uses ``data_source`` if given, else ``pontryagin_data_source`` with
+    ``data_starts`` random starts and ``bvp_options``.
+    """
     network = DGMNetwork(
         problem.dim, width, layers, radius=problem.radius, horizon=problem.horizon, seed=seed, device=device
     )
@@ -84,14 +92,17 @@ def make_solver(
             hopf_lax_weight=hopf_lax_weight,
             seed=seed,
             device=device,
+            method="euler" if straight else "rk4",
+            steps=1 if straight else 8,
         )
     if method == "value_gradient":
-        source = pontryagin_data_source(
-            problem, n_starts=data_starts, along_path=True, seed=seed, **(bvp_options or {})
-        )
+        if data_source is None:
+            data_source = pontryagin_data_source(
+                problem, n_starts=data_starts, along_path=True, seed=seed, **(bvp_options or {})
+            )
         return ValueGradientSolver(
             problem,
-            source,
+            data_source,
             network,
             initial_points=data_points,
             batch_size=batch_size,

@@ -91,6 +91,7 @@ def fit_point(task) -> dict:
         seed=seed,
         device=device,
         nodes=config.nodes,
+        straight=True,
         hopf_lax_weight=config.hopf_lax_weight,
         data_points=config.data_points,
         rounds=config.data_rounds,
@@ -133,24 +134,26 @@ def _figure_one_dimensional(results, methods, run_dir):
     xx, tt = torch.meshgrid(x, t, indexing="ij")
     exact = problem.exact_value(xx.reshape(-1, 1), tt.reshape(-1)).reshape(xx.shape).numpy()
     fig, axes = new_figure(1, 2 + len(methods), width=3.4, height=3.0)
-    image = axes[0].pcolormesh(x.numpy(), t.numpy(), exact.T, shading="auto", cmap="viridis")
+    image = axes[0].pcolormesh(x.numpy(), t.numpy(), exact.T, shading="auto", rasterized=True, cmap="YlGnBu")
     fig.colorbar(image, ax=axes[0])
     # characteristics x = y + t g'(y): solid while optimal, dotted after they have crossed a shock
-    feet = torch.linspace(-1.0, 1.0, 41, dtype=torch.float64)[:, None]
+    feet = torch.linspace(-1.0, 1.0, 27, dtype=torch.float64)[:, None]
     slope = problem.exact_gradient(feet, 0.0)
     for foot, p in zip(feet[:, 0], slope[:, 0]):
         path = foot + t * p
         z = problem.initial(foot.reshape(1, 1)) + 0.5 * t * p**2
         optimal = (z - problem.exact_value(path[:, None], t)).abs() < 1e-9
-        axes[0].plot(path.numpy(), t.numpy(), ":", color="white", lw=0.5)
-        axes[0].plot(np.where(optimal.numpy(), path.numpy(), np.nan), t.numpy(), "-", color="white", lw=0.8)
+        axes[0].plot(path.numpy(), t.numpy(), ":", color="0.35", lw=0.6)
+        axes[0].plot(np.where(optimal.numpy(), path.numpy(), np.nan), t.numpy(), "-", color="k", lw=0.9)
     axes[0].set(xlim=(-1, 1), xlabel="x", ylabel="t", title="exact u and characteristics")
     axes[1].plot(x.numpy(), exact[:, -1], "k-", lw=2, label="exact")
     for k, method in enumerate(methods):
         learned = results[method]["pictures"]["value"]
         axes[1].plot(x.numpy(), learned[:, -1], "--", label=LABELS[method])
         error = np.abs(learned - exact)
-        image = axes[2 + k].pcolormesh(x.numpy(), t.numpy(), error.T, shading="auto", cmap="magma")
+        image = axes[2 + k].pcolormesh(
+            x.numpy(), t.numpy(), error.T, shading="auto", rasterized=True, cmap="magma"
+        )
         fig.colorbar(image, ax=axes[2 + k])
         axes[2 + k].set(xlabel="x", ylabel="t", title=f"|error|, {LABELS[method]}")
     axes[1].set(xlabel="x", title=f"u(x, T = {problem.horizon:g})")
@@ -171,13 +174,22 @@ def _figure_two_dimensional(results, methods, run_dir):
     exact = problem.exact_value(points, problem.horizon).reshape(xx.shape).numpy()
     kink = problem.kink_distance(points, problem.horizon).reshape(xx.shape).numpy()
     fig, axes = new_figure(1, 1 + len(methods), width=3.4, height=3.0)
-    image = axes[0].pcolormesh(grid.numpy(), grid.numpy(), exact.T, shading="auto", cmap="viridis")
+    image = axes[0].pcolormesh(
+        grid.numpy(), grid.numpy(), exact.T, shading="auto", rasterized=True, cmap="viridis"
+    )
     fig.colorbar(image, ax=axes[0])
     errors = [np.abs(results[m]["pictures"]["value"] - exact) for m in methods]
     top = max(float(e.max()) for e in errors)
     for ax, method, error in zip(axes[1:], methods, errors):
         image = ax.pcolormesh(
-            grid.numpy(), grid.numpy(), error.T, shading="auto", cmap="magma", vmin=0, vmax=top
+            grid.numpy(),
+            grid.numpy(),
+            error.T,
+            shading="auto",
+            rasterized=True,
+            cmap="magma",
+            vmin=0,
+            vmax=top,
         )
         fig.colorbar(image, ax=ax)
         ax.set(title=f"|error|, {LABELS[method]}")

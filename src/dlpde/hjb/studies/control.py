@@ -1,0 +1,267 @@
+"""hjb.control: a learned feedback for rigid-body attitude control against LQR and the optimum.
+
+The 6-state rigid body with momentum wheels of Nakamura-Zimmerer, Gong & Kang (SISC 2021):
+Pontryagin boundary-value problems (batched multiple shooting, time marching, warm started from
+the LQR closed loop) give the optimal value and costate along optimal trajectories; a
+``ValueGradientSolver`` regresses ``V`` and ``grad V`` on them, adding the states with the largest
+predicted ``|grad V|`` between rounds; the learned value is then used as a feedback
+``v = -R^-1 B^T grad V`` and simulated in closed loop from fresh initial states. Its cost is compared
+with the LQR feedback's and with the open-loop optimum of the boundary-value solver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from dlpde.shared import make_generator, new_figure, resolve_device
+from dlpde.shared.studies import Study
+
+from .._bvp import pontryagin_data_source, solve_pontryagin_bvp
+from .._control import lqr_warm_start, rigid_body_problem, simulate_closed_loop, value_feedback
+from .._networks import ValueNetwork
+from .._solvers import ValueGradientSolver
+from ._common import CpuTimer
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    horizon: float = 20.0
+    segments: int = 20
+    steps_per_segment: int = 8
+    jacobian_steps: int = 2
+    time_marching: tuple[float, ...] = (0.5, 1.0)
+    trajectories: int = 64
+    rounds: int = 3
+    points_per_round: int = 32
+    candidates: int = 1024
+    width: int = 64
+    depth: int = 3
+    steps: int = 3000
+    batch_size: int = 1024
+    lr: float = 3e-3
+    gradient_weight: float = 10.0
+    test_trajectories: int = 32
+    simulation_steps: int = 400
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        for name in (
+            "segments",
+            "steps_per_segment",
+            "jacobian_steps",
+            "trajectories",
+            "rounds",
+            "points_per_round",
+            "candidates",
+            "width",
+            "depth",
+            "steps",
+            "batch_size",
+            "test_trajectories",
+            "simulation_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.horizon > 0 and self.lr > 0 and self.gradient_weight >= 0):
+            raise ValueError("horizon and lr must be positive, gradient_weight non-negative")
+        marching = list(self.time_marching)
+        if (
+            not marching
+            or marching[-1] != 1.0
+            or any(not 0 < a < b for a, b in zip(marching, marching[1:]))
+            or marching[0] <= 0
+        ):
+            raise ValueError(
+                f"time_marching must be increasing fractions in (0, 1] ending at 1, got {marching}"
+            )
+
+
+def _bvp_options(config):
+    return {
+        "segments": config.segments,
+        "steps_per_segment": config.steps_per_segment,
+        "jacobian_steps": config.jacobian_steps,
+        "time_marching": config.time_marching,
+    }
+
+
+def _train(config, run_dir, problem, hj, device):
+    """BVP data, adaptive value-gradient training; returns the solver and data statistics."""
+    warm = lqr_warm_start(problem, config.segments)
+    source = pontryagin_data_source(
+        hj, n_starts=0, along_path=True, warm_start=warm, seed=config.seed, **_bvp_options(config)
+    )
+    network = ValueNetwork(
+        6, config.width, config.depth, radius=hj.radius, horizon=hj.horizon, seed=config.seed, device=device
+    )
+    solver = ValueGradientSolver(
+        hj,
+        source,
+        network,
+        initial_points=config.trajectories,
+        batch_size=config.batch_size,
+        gradient_weight=config.gradient_weight,
+        rounds=config.rounds,
+        points_per_round=config.points_per_round,
+        candidates=config.candidates,
+        seed=config.seed,
+        device=device,
+    )
+    with CpuTimer() as timer:
+        history = solver.fit(
+            config.steps,
+            lr=config.lr,
+            checkpoint=run_dir.checkpoint_path("value_gradient"),
+            resume=run_dir.resume,
+            log_every=max(1, config.steps // 100),
+            desc="value-gradient",
+        )
+    return (
+        solver,
+        history,
+        {
+            "cpu_seconds": timer.seconds,
+            "log": list(source.log),
+            "data_points": int(solver.data["x"].shape[0]),
+        },
+    )
+
+
+def run(config: Config, run_dir) -> dict:
+    device = resolve_device(config.device)
+    problem = rigid_body_problem(config.horizon)
+    hj = problem.hj_problem()
+    lqr = problem.lqr_problem()
+    solver, history, training = _train(config, run_dir, problem, hj, device)
+    run_dir.write_csv("history.csv", history)
+
+    x0 = hj.sample(config.test_trajectories, make_generator(40_000 + config.seed), initial=True)
+
+    def optimum():
+        warm = lqr_warm_start(problem, config.segments)(x0, config.time_marching[0] * config.horizon)
+        solution = solve_pontryagin_bvp(hj, x0, config.horizon, initial_guess=warm, **_bvp_options(config))
+        return {"value": solution.value, "converged": solution.converged, "states": solution.states}
+
+    best = run_dir.cached("test_optimum", optimum)
+    learned = simulate_closed_loop(
+        problem, value_feedback(problem, solver.gradient), x0, steps=config.simulation_steps
+    )
+    linear = simulate_closed_loop(
+        problem, value_feedback(problem, lqr.exact_gradient), x0, steps=config.simulation_steps
+    )
+    ok = best["converged"]
+    optimal = best["value"][ok]
+    predicted = solver.value(x0, config.horizon)[ok]
+    nn_ratio = (learned["cost"][ok] / optimal).numpy()
+    lqr_ratio = (linear["cost"][ok] / optimal).numpy()
+    value_error = float((predicted - optimal).abs().mean() / optimal.abs().mean())
+    metrics = {
+        "test_converged": int(ok.sum()),
+        "value_relative_error_at_x0": value_error,
+        "learned_cost_over_optimal": {"mean": float(nn_ratio.mean()), "max": float(nn_ratio.max())},
+        "lqr_cost_over_optimal": {"mean": float(lqr_ratio.mean()), "max": float(lqr_ratio.max())},
+        "learned_beats_lqr_fraction": float((nn_ratio < lqr_ratio).mean()),
+        "final_state_norm": {
+            "learned": float(learned["states"][-1].norm(dim=-1).max()),
+            "lqr": float(linear["states"][-1].norm(dim=-1).max()),
+        },
+        "data_points": training["data_points"],
+        "training_cpu_seconds": training["cpu_seconds"],
+    }
+    kept = ", ".join(f"{r['kept']}/{r['asked']}" for r in training["log"])
+    run_dir.add_section(
+        "Closed-loop cost from fresh initial states",
+        "\n".join(
+            [
+                "| feedback | mean cost / optimum | worst cost / optimum |",
+                "|---|---|---|",
+                f"| learned value function | {nn_ratio.mean():.4f} | {nn_ratio.max():.4f} |",
+                f"| LQR of the linearisation | {lqr_ratio.mean():.4f} | {lqr_ratio.max():.4f} |",
+            ]
+        )
+        + (
+            f"\n\n{int(ok.sum())} of {config.test_trajectories} test initial states (uniform, |v_i| <= pi/3, "
+            f"|w_i| <= pi/4) with a converged boundary-value solve (the optimum). Learned value at x0 vs "
+            f"optimum: mean relative error {value_error:.2e}. The learned feedback costs less than LQR "
+            f"from {100 * metrics['learned_beats_lqr_fraction']:.0f}% of the states. Training data: "
+            f"{training['data_points']} points on optimal trajectories (BVP solves converged per round: "
+            f"{kept})."
+        ),
+    )
+    times = learned["times"][:, 0].numpy()
+    fig, axes = new_figure(1, 3, width=3.6, height=2.8)
+    for k, label in enumerate(("phi", "theta", "psi")):
+        axes[0].plot(times, learned["states"][:, 0, k].numpy(), "-", label=f"{label}, learned")
+        axes[0].plot(times, linear["states"][:, 0, k].numpy(), ":", color=f"C{k}", label=f"{label}, LQR")
+    axes[0].set(xlabel="time", title="Euler angles from the first test state")
+    axes[0].legend(fontsize=6)
+    axes[1].plot(np.sort(lqr_ratio), label="LQR")
+    axes[1].plot(np.sort(nn_ratio), label="learned")
+    axes[1].axhline(1.0, color="k", lw=0.8)
+    axes[1].set(
+        xlabel="test state (sorted)", ylabel="closed-loop cost / optimum", title="cost against optimum"
+    )
+    axes[1].legend(fontsize=7)
+    steps = [row["step"] for row in history]
+    axes[2].plot(steps, [row["value"] for row in history], label="value loss")
+    axes[2].plot(steps, [row["gradient"] for row in history], label="gradient loss")
+    axes[2].set(yscale="log", xlabel="step", title="training (scaled losses)")
+    axes[2].legend(fontsize=7)
+    run_dir.save_figure(
+        fig,
+        "control",
+        "Rigid-body attitude control: closed-loop trajectories, cost relative to "
+        "the boundary-value optimum, and the training losses",
+    )
+    return metrics
+
+
+STUDY = Study(
+    name="hjb.control",
+    description="Rigid-body attitude control (6 states): value-gradient regression on Pontryagin BVP data "
+    "as a feedback, closed-loop cost against LQR and the optimum.",
+    config=Config,
+    presets={
+        "smoke": Config(
+            horizon=2.0,
+            segments=2,
+            steps_per_segment=2,
+            jacobian_steps=1,
+            time_marching=(1.0,),
+            trajectories=2,
+            rounds=2,
+            points_per_round=1,
+            candidates=8,
+            width=8,
+            depth=1,
+            steps=4,
+            batch_size=64,
+            test_trajectories=2,
+            simulation_steps=10,
+        ),
+        "quick": Config(
+            trajectories=24,
+            rounds=2,
+            points_per_round=8,
+            candidates=256,
+            width=32,
+            steps=600,
+            test_trajectories=12,
+        ),
+        "full": Config(),
+        "paper": Config(
+            trajectories=1024,
+            rounds=5,
+            points_per_round=512,
+            candidates=16384,
+            steps=20000,
+            batch_size=8192,
+            test_trajectories=256,
+        ),
+    },
+    run=run,
+    citations=("nakamurazimmerer2021adaptive", "pontryagin1962", "aim2019dlpde"),
+)
