@@ -120,10 +120,10 @@ def test_natural_gradient_matches_dense_solve():
     hamiltonian = ManyBodyHamiltonian(2, 1, 2, harmonic_trap(1.0))
     wf = SlaterJastrow.from_hamiltonian(hamiltonian, hidden=(6,), jastrow_hidden=(4,), generator=3)
     vmc = VMC(hamiltonian, wf, n_walkers=32, optimizer="sr", sr_shift=1e-2, sr_tolerance=1e-12,
-              sr_iterations=500, generator=4, clip_local_energy=None)
+              sr_iterations=500, sr_max_step=1e6, generator=4, clip_local_energy=None)
     x = vmc.walkers.x
     energies = vmc.local_energies(x)
-    delta, iterations, residual = vmc.natural_gradient(x, energies)
+    delta, iterations, residual, _ = vmc.natural_gradient(x, energies)
     rows = []
     for b in range(x.shape[0]):  # per-walker gradients one at a time: an independent O
         grads = torch.autograd.grad(wf(x[b:b + 1])[1][0], vmc.parameters)
@@ -136,6 +136,12 @@ def test_natural_gradient_matches_dense_solve():
     got = torch.cat([t.reshape(-1) for t in delta])
     assert residual < 1e-10 and iterations < 500
     torch.testing.assert_close(got, expected, rtol=1e-7, atol=1e-9)
+    vmc.sr_max_step = 1e-4  # the trust region shortens the step to this Fubini-Study length
+    delta, _, _, length = vmc.natural_gradient(x, energies)
+    shortened = torch.cat([t.reshape(-1) for t in delta])
+    assert length == 1e-4
+    assert float(vmc.lr * torch.sqrt(((o @ shortened) ** 2).mean())) == pytest.approx(1e-4, rel=1e-9)
+    torch.testing.assert_close(shortened / shortened.norm(), expected / expected.norm(), rtol=1e-7, atol=1e-9)
 
 
 @pytest.mark.filterwarnings("ignore:the energy series:RuntimeWarning")

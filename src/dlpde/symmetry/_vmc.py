@@ -130,7 +130,9 @@ class VMC:
         burn_in: Metropolis steps (step size adapting) before the first update.
         laplacian, hutchinson_samples: exact local energy or Hutchinson's estimate.
         sr_shift: diagonal shift ``lambda`` of ``S``; sr_iterations, sr_tolerance: of CG;
-            sr_chunk_size: walkers per chunk of the per-sample gradients (bounds memory).
+            sr_chunk_size: walkers per chunk of the per-sample gradients (bounds memory);
+            sr_max_step: trust region, the largest Fubini-Study length ``lr sqrt(delta^T S delta)``
+            of one update (the standard deviation over walkers of the change of ``log|psi|``).
         clip_local_energy: in the gradient only, clip ``E_L`` to ``median +- c * mean|E_L - median|``
             (``None``: no clipping); the reported energies are never clipped.
         initial_width: walkers start at ``centre + initial_width * N(0, I)``.
@@ -146,6 +148,7 @@ class VMC:
                  steps_per_iteration: int = 10, burn_in: int = 500, step_size: float = 0.5,
                  laplacian: str = "exact", hutchinson_samples: int = 4, sr_shift: float = 1e-3,
                  sr_iterations: int = 100, sr_tolerance: float = 1e-6, sr_chunk_size: int | None = None,
+                 sr_max_step: float = 0.3,
                  clip_local_energy: float | None = 5.0,
                  initial_width: float = 1.0, max_walker_distance: float = 1e3, generator=0):
         if not isinstance(hamiltonian, ManyBodyHamiltonian):
@@ -162,6 +165,7 @@ class VMC:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         for name, value in (("step_size", step_size), ("sr_shift", sr_shift), ("sr_tolerance", sr_tolerance),
+                            ("sr_max_step", sr_max_step),
                             ("initial_width", initial_width), ("max_walker_distance", max_walker_distance)):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be positive and finite, got {value}")
@@ -176,6 +180,7 @@ class VMC:
         self.hutchinson_samples = hutchinson_samples
         self.sr_shift, self.sr_iterations, self.sr_tolerance = sr_shift, sr_iterations, sr_tolerance
         self.sr_chunk_size = sr_chunk_size
+        self.sr_max_step = sr_max_step
         self.clip_local_energy = clip_local_energy
         self.max_walker_distance = max_walker_distance
         self.parameters = [p for p in wavefunction.parameters() if p.requires_grad]
@@ -278,8 +283,10 @@ class VMC:
         ``g = 2 mean_b (E_L - mean E_L) O_b`` and ``S v = mean_b (O_b - mean O)((O_b - mean O) . v)``
         with ``O`` from ``log_derivatives``: ``S`` (parameters x parameters) is never formed, each
         CG step costs two products with the centred ``O`` (memory and time ``O(walkers x
-        parameters)``). Returns ``(delta shaped like the parameters, CG iterations, relative
-        residual)``.
+        parameters)``). The update ``lr delta`` is then shortened, if needed, to the Fubini-Study
+        length ``lr sqrt(delta^T S delta) <= sr_max_step`` (a trust region against the huge steps
+        an ill-conditioned ``S`` gives far from the optimum). Returns ``(delta shaped like the
+        parameters, CG iterations, relative residual, Fubini-Study length of the update)``.
         """
         with torch.no_grad():
             o = self.log_derivatives(x)
@@ -292,8 +299,13 @@ class VMC:
 
             delta, iterations, residual = conjugate_gradient(apply, gradient, self.sr_iterations,
                                                              self.sr_tolerance)
+            length = self.lr * float(torch.sqrt(((o @ delta) ** 2).mean()))
+            if length > self.sr_max_step:
+                delta = delta * (self.sr_max_step / length)
+                length = self.sr_max_step
         sizes = [p.numel() for p in self.parameters]
-        return [d.reshape(p.shape) for d, p in zip(delta.split(sizes), self.parameters)], iterations, residual
+        shaped = [d.reshape(p.shape) for d, p in zip(delta.split(sizes), self.parameters)]
+        return shaped, iterations, residual, length
 
     # -- optimisation ------------------------------------------------------------------------
     def _walker_state_path(self, checkpoint: Path) -> Path:
@@ -319,9 +331,9 @@ class VMC:
         if self.optimizer == "adam":
             surrogate = self.surrogate_loss(x, energies)
         else:
-            delta, iterations, residual = self.natural_gradient(x, energies)
+            delta, iterations, residual, length = self.natural_gradient(x, energies)
             surrogate = sum((p * d).sum() for p, d in zip(self.parameters, delta))
-            metrics.update(cg_iterations=iterations, cg_residual=residual)
+            metrics.update(cg_iterations=iterations, cg_residual=residual, update_length=length)
         metrics.update(seconds=time.perf_counter() - wall, cpu_seconds=time.process_time() - cpu)
         # the gradient is the surrogate's; the value reported (and checked for NaN) is the energy
         return surrogate - surrogate.detach() + energy, metrics
@@ -332,7 +344,7 @@ class VMC:
         """Optimise the wavefunction for ``steps`` parameter updates in total (a resumed run
         continues up to ``steps``); return the history (``dlpde.shared.train``'s, with
         ``energy``, ``variance``, ``acceptance``, ``step_size``, the wall and CPU ``seconds`` of
-        sampling and gradient, and for SR the CG statistics).
+        sampling and gradient, and for SR the CG statistics and the update's Fubini-Study length).
 
         With ``checkpoint`` the parameters, optimiser, generators and walkers are saved every
         ``checkpoint_every`` steps, on Ctrl-C and on a non-finite energy; ``resume`` continues
