@@ -199,6 +199,6 @@ def test_periodic_symmetries(cu_fcc, name):
                                model.energy_and_forces(positions, species, cells)[1], rtol=1e-9, atol=1e-9)
     # ... which an open-cluster treatment of the same atoms fails
     assert (model(moved, species) - model(positions, species)).abs().max() > 1e-3
-    forces_now = model.energy_and_forces(positions, species, cells)[1]
-    testing.assert_matches_finite_differences(lambda x: model(x, species, cells), positions, -forces_now,
-                                              eps=1e-5, rtol=1e-6, atol=1e-6)
+    forces_now = model.energy_and_forces(positions[:1], species[:1], cells[:1])[1]
+    testing.assert_matches_finite_differences(lambda x: model(x, species[:1], cells[:1]), positions[:1],
+                                              -forces_now, eps=1e-5, rtol=1e-6, atol=1e-6)

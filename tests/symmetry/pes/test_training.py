@@ -101,3 +101,16 @@ def test_float32_training_data_conversion(lj13):
     model = CoordinateMLP(lj13.elements, 13, hidden=(4,), dtype=torch.float32)
     fit_potential(model, lj13, steps=2, batch_size=4, progress=False)
     assert evaluate_potential(model, lj13)["energies"].dtype == torch.float64
+
+
+def test_refit_energy_shift_is_the_least_squares_offset(lj13):
+    model = CoordinateMLP(lj13.elements, 13, hidden=(8,))
+    model.fit_normalisation(lj13)
+    forces_before = model.energy_and_forces(lj13.positions, lj13.species)[1]
+    with torch.no_grad():
+        model.atomic_energy_shift.add_(0.37)  # a deliberate offset
+    model.refit_energy_shift(lj13, batch_size=7)
+    energies, forces = model.energy_and_forces(lj13.positions, lj13.species)
+    # one species, fixed N: the optimal offset makes the mean residual vanish; forces unchanged
+    assert abs(float((lj13.energies - energies).mean())) < 1e-10
+    torch.testing.assert_close(forces, forces_before)

@@ -102,13 +102,16 @@ class AtomicPotential(torch.nn.Module):
         return energy_and_forces(self, positions, species, cells, create_graph)
 
     # -- normalisation -----------------------------------------------------------------------
-    @torch.no_grad()
-    def fit_normalisation(self, dataset) -> None:
-        """Fit ``e_z`` (least squares of energies on species counts) and ``s`` (RMS force)."""
+    def _species_counts(self, dataset) -> torch.Tensor:
         index = self.species_table[dataset.species.to(self.species_table.device)]
         if (index < 0).any():
             raise ValueError(f"the dataset holds species {dataset.elements}, the model {self.elements}")
-        counts = torch.nn.functional.one_hot(index, self.n_species).sum(1).to(torch.float64).cpu()
+        return torch.nn.functional.one_hot(index, self.n_species).sum(1).to(torch.float64).cpu()
+
+    @torch.no_grad()
+    def fit_normalisation(self, dataset) -> None:
+        """Fit ``e_z`` (least squares of energies on species counts) and ``s`` (RMS force)."""
+        counts = self._species_counts(dataset)
         energies = dataset.energies.to(torch.float64).cpu()
         shift = torch.linalg.lstsq(counts, energies[:, None], driver="gelsd").solution[:, 0]
         scale = dataset.forces.to(torch.float64).pow(2).mean().sqrt()
@@ -116,6 +119,24 @@ class AtomicPotential(torch.nn.Module):
             scale = ((energies - counts @ shift) / dataset.n_atoms).std().clamp_min(1e-12)
         self.atomic_energy_shift.copy_(shift)
         self.energy_scale.copy_(scale)
+
+    @torch.no_grad()
+    def refit_energy_shift(self, dataset, batch_size: int = 64) -> None:
+        """Set ``e_z`` to its least-squares optimum for the current model on ``dataset``.
+
+        The reference energies do not change forces, so this minimises the energy part of the
+        training loss exactly (removing a constant offset left by force-dominated training).
+        """
+        counts = self._species_counts(dataset)
+        device = self.atomic_energy_shift.device
+        dtype = next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.float64)
+        predicted = []
+        for start in range(0, len(dataset), batch_size):
+            part = dataset.subset(range(start, min(start + batch_size, len(dataset)))).to(device, dtype)
+            predicted.append(self(part.positions, part.species, part.cells).to(torch.float64).cpu())
+        residual = dataset.energies.to(torch.float64).cpu() - torch.cat(predicted)
+        correction = torch.linalg.lstsq(counts, residual[:, None], driver="gelsd").solution[:, 0]
+        self.atomic_energy_shift.add_(correction.to(device))
 
 
 def energy_and_forces(model, positions, species, cells=None, create_graph: bool = False):

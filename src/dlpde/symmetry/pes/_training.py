@@ -66,7 +66,9 @@ def fit_potential(model, train_set, *, steps: int = 1000, batch_size: int = 16, 
     other model is trained for ``steps`` Adam steps on batches of ``batch_size``
     configurations drawn with replacement by a generator seeded with ``seed``; ``augment``
     presents each batch in a random rotation/reflection and atom order (the baseline's
-    augmentation); ``checkpoint``/``resume`` as in ``dlpde.shared.train``.
+    augmentation); ``checkpoint``/``resume`` as in ``dlpde.shared.train``. Finally the
+    per-species reference energies, which do not affect forces, are set to their least-squares
+    optimum on ``train_set`` (``refit_energy_shift``).
     """
     _check_weights(energy_weight, force_weight)
     if len(train_set) < 1:
@@ -95,9 +97,11 @@ def fit_potential(model, train_set, *, steps: int = 1000, batch_size: int = 16, 
         return loss, {"energy_rmse_per_atom": energy_loss.detach().sqrt() * scale,
                       "force_rmse": force_loss.detach().sqrt() * scale}
 
-    return train(model, loss_fn, steps, optimizer="adam", lr=lr, schedule=schedule,
-                 generators=[generator], checkpoint=checkpoint, resume=resume, progress=progress,
-                 desc=desc, log_every=max(1, steps // 200))
+    history = train(model, loss_fn, steps, optimizer="adam", lr=lr, schedule=schedule,
+                    generators=[generator], checkpoint=checkpoint, resume=resume, progress=progress,
+                    desc=desc, log_every=max(1, steps // 200))
+    model.refit_energy_shift(train_set)
+    return history
 
 
 def _fit_linear(model, data, energy_weight, force_weight, ridge, chunk: int = 64):

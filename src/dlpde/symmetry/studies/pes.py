@@ -52,9 +52,13 @@ class Config:
     equivariant_l_max: int = 1
     equivariant_channels: int = 8
     equivariant_layers: int = 2
+    # Adam steps at steps_reference_size training configurations; at n configurations
+    # round(steps * (n / steps_reference_size) ** steps_exponent)
     equivariant_steps: int = 1000
     symmetry_function_steps: int = 800
     coordinate_steps: int = 1000
+    steps_reference_size: int = 400
+    steps_exponent: float = 0.5
     batch_size: int = 8
     energy_weight: float = 1.0
     force_weight: float = 1.0
@@ -75,13 +79,16 @@ class Config:
             raise ValueError(f"models must be a non-empty subset of {MODELS}, got {self.models}")
         if not self.train_sizes or any(n < 1 for n in self.train_sizes):
             raise ValueError(f"train_sizes must be positive integers, got {self.train_sizes}")
-        for name in ("n_validation", "n_test", "equivariant_channels", "equivariant_layers", "batch_size"):
+        for name in ("n_validation", "n_test", "equivariant_channels", "equivariant_layers", "batch_size",
+                     "steps_reference_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("equivariant_steps", "symmetry_function_steps", "coordinate_steps", "relax_starts",
                      "relax_steps", "equivariant_l_max"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.steps_exponent <= 1:
+            raise ValueError(f"steps_exponent must lie in [0, 1], got {self.steps_exponent}")
         if self.moment_tensor_level < 2:
             raise ValueError(f"moment_tensor_level must be >= 2, got {self.moment_tensor_level}")
         if not (0 < self.emt_perturbation < 1 and 0 < self.lj_perturbation < 1):
@@ -126,9 +133,12 @@ def _build_model(config: Config, model: str, data, seed: int):
     return CoordinateMLP(data.elements, data.n_atoms, seed=seed, dtype=dtype)
 
 
-def _steps(config: Config, model: str) -> int:
-    return {"equivariant": config.equivariant_steps, "symmetry_function": config.symmetry_function_steps,
+def _steps(config: Config, model: str, n_train: int) -> int:
+    """Adam steps for ``model`` on ``n_train`` configurations (0: the exact linear fit)."""
+    base = {"equivariant": config.equivariant_steps, "symmetry_function": config.symmetry_function_steps,
             "moment_tensor": 0}.get(model, config.coordinate_steps)
+    return 0 if base == 0 else max(1, round(base * (n_train / config.steps_reference_size)
+                                            ** config.steps_exponent))
 
 
 def lennard_jones(positions: np.ndarray) -> tuple[float, np.ndarray]:
@@ -188,7 +198,8 @@ def learning_curve_point(task) -> dict:
     data, (pool, validation, test) = _dataset(config, system)
     model = _build_model(config, model_name, data, seed).to(device)
     start = time.process_time()
-    history = fit_potential(model, pool.subset(range(n_train)), steps=_steps(config, model_name),
+    steps = _steps(config, model_name, n_train)
+    history = fit_potential(model, pool.subset(range(n_train)), steps=steps,
                             batch_size=config.batch_size, lr=_LEARNING_RATES.get(model_name, 1e-3),
                             energy_weight=config.energy_weight, force_weight=config.force_weight,
                             augment=model_name == "coordinate_mlp_augmented", seed=seed, progress=True,
@@ -246,7 +257,8 @@ def run(config: Config, run_dir) -> dict:
         energy_unit, force_unit = _unit(system)
         header = " | ".join(f"E n={n}" for n in sizes) + " | " + " | ".join(f"F n={n}" for n in sizes)
         lines += [f"**{system}** (test energy MAE per configuration in {energy_unit}, force-component "
-                  f"MAE in {force_unit}; training CPU seconds at the largest size)", "",
+                  f"MAE in {force_unit}; training CPU seconds at the largest size; "
+                  f"{config.n_test} test configurations)", "",
                   f"| model | {header} | CPU s |", "|---" * (2 * len(sizes) + 2) + "|"]
         for model in config.models:
             cells = [f"{1e3 * table[system, model, n]['energy_mae']:.1f}" for n in sizes]
@@ -254,6 +266,12 @@ def run(config: Config, run_dir) -> dict:
             seconds = table[system, model, sizes[-1]]["train_cpu_seconds"]
             lines.append(f"| {_LABELS[model]} | " + " | ".join(cells) + f" | {seconds:.0f} |")
         lines.append("")
+    steps = "; ".join(f"{_LABELS[m]} " + "/".join(str(_steps(config, m, n)) for n in sizes)
+                      for m in config.models if m != "moment_tensor")
+    lines.append(f"Training: Adam on batches of {config.batch_size} configurations, loss weights "
+                 f"energy {config.energy_weight} / forces {config.force_weight}, cosine learning-rate decay, "
+                 f"{config.dtype}; steps by model and size: {steps}. The linear moment tensor potential "
+                 f"(level {config.moment_tensor_level}) is fitted exactly by least squares (float64).")
     run_dir.add_section("Learning curves", "\n".join(lines))
 
     symmetry_lines = ["Largest |E(g x) - E(x)| and |F(g x) - g F(x)| over random rotations, reflections, "
@@ -316,8 +334,8 @@ def _relaxation_section(config, table, run_dir, metrics):
                    "relaxed_true_energy_error": float(np.median(r["true_energy"] - LJ13_MINIMUM)),
                    "relaxed_in_global_basin": in_basin,
                    "relaxed_rms_displacement": float(np.median(r["rms_displacement"]))}
-        lines.append(f"| {_LABELS[model]} | {summary['relaxed_learned_energy']:.4f} | "
-                     f"{summary['relaxed_true_energy']:.4f} | {summary['relaxed_true_energy_error']:.2e} | "
+        lines.append(f"| {_LABELS[model]} | {summary['relaxed_learned_energy']:.6g} | "
+                     f"{summary['relaxed_true_energy']:.6g} | {summary['relaxed_true_energy_error']:.2e} | "
                      f"{in_basin}/{len(r['true_energy'])} | {summary['relaxed_rms_displacement']:.2e} |")
         metrics["lj13"][model].update(summary)
     run_dir.add_section("Geometry optimisation of LJ13 on the learned surfaces", "\n".join(lines))
@@ -370,10 +388,11 @@ STUDY = Study(
     presets={
         "smoke": Config(systems=("lj13",), train_sizes=(8,), n_validation=4, n_test=8, moment_tensor_level=8,
                         equivariant_channels=4, equivariant_steps=2, symmetry_function_steps=2,
-                        coordinate_steps=2, batch_size=4, relax_starts=1, relax_steps=2),
+                        coordinate_steps=2, steps_reference_size=8, batch_size=4, relax_starts=1,
+                        relax_steps=2),
         "quick": Config(train_sizes=(50, 200), n_test=200, n_validation=50, moment_tensor_level=16,
                         equivariant_steps=150, symmetry_function_steps=150, coordinate_steps=300,
-                        relax_starts=4),
+                        steps_reference_size=200, relax_starts=4),
         "full": Config(),
         "paper": Config(train_sizes=(100, 400, 1600, 6400), n_test=2000, n_validation=500,
                         moment_tensor_level=22, equivariant_l_max=2, equivariant_channels=32,
