@@ -162,3 +162,53 @@ def test_value_and_gradient_follow_the_input_dtype_and_reject_bad_inputs():
         CharacteristicSolver(nonconvex, hopf_lax_weight=1.0)
     with pytest.raises(ValueError, match="dimension"):
         HJProblem(QuadraticHamiltonian.identity(3), problem.initial, dim=2)
+
+
+def test_dgm_network_implements_the_gated_layers():
+    """Sirignano & Spiliopoulos (2018): S1 = tanh(W1 z + b1); Z, G, R = tanh(U z + W S + b);
+    H = tanh(U_h z + W_h (S * R) + b_h); S <- (1 - G) * H + Z * S; u = w^T S + b."""
+    net = DGMNetwork(3, 5, 2, radius=2.0, horizon=4.0, seed=1, dtype=torch.float64)
+    x = torch.randn(7, 3, generator=make_generator(0), dtype=torch.float64)
+    t = torch.rand(7, generator=make_generator(1), dtype=torch.float64) * 4
+    z = torch.cat([x / 2.0, (t / 2.0 - 1)[:, None]], 1)
+    s = torch.tanh(z @ net.first_weight.T + net.first_bias)
+    for u_w, w_w, b in zip(net.input_weights, net.state_weights, net.gate_biases):
+        gates = [
+            torch.tanh(
+                z @ u_w[k * 5 : (k + 1) * 5].T + s @ w_w[k * 5 : (k + 1) * 5].T + b[k * 5 : (k + 1) * 5]
+            )
+            for k in range(3)
+        ]
+        h = torch.tanh(z @ u_w[15:].T + (s * gates[2]) @ w_w[15:].T + b[15:])
+        s = (1 - gates[1]) * h + gates[0] * s
+    torch.testing.assert_close(net(x, t), (s @ net.output_weight.T + net.output_bias)[:, 0])
+
+
+def test_networks_use_no_global_random_state():
+    state = torch.get_rng_state()
+    a, b = DGMNetwork(4, 8, 2, seed=3), ValueNetwork(4, 8, 2, seed=3)
+    assert torch.equal(state, torch.get_rng_state())
+    for p, q in zip(a.parameters(), DGMNetwork(4, 8, 2, seed=3).parameters()):
+        assert torch.equal(p, q)
+    assert any(
+        not torch.equal(p, q) for p, q in zip(b.parameters(), ValueNetwork(4, 8, 2, seed=4).parameters())
+    )
+
+
+def test_differentiating_through_the_characteristics_changes_the_gradient():
+    problem = min_of_quadratics_problem(2)
+    grads = []
+    for stop in (True, False):
+        solver = CharacteristicSolver(
+            problem,
+            DGMNetwork(2, 8, 1, seed=2),
+            batch_size=32,
+            initial_batch_size=32,
+            stop_gradient=stop,
+            seed=4,
+        )
+        loss, _ = solver.loss(0)
+        grads.append(
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(solver.network.parameters()))])
+        )
+    assert bool(torch.isfinite(grads[1]).all()) and float((grads[0] - grads[1]).abs().max()) > 1e-6

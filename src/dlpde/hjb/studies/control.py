@@ -12,6 +12,7 @@ with the LQR feedback's and with the open-loop optimum of the boundary-value sol
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 
@@ -32,13 +33,13 @@ class Config:
     steps_per_segment: int = 8
     jacobian_steps: int = 2
     time_marching: tuple[float, ...] = (0.5, 1.0)
-    trajectories: int = 64
+    trajectories: int = 96
     rounds: int = 3
     points_per_round: int = 32
     candidates: int = 1024
     width: int = 64
     depth: int = 3
-    steps: int = 3000
+    steps: int = 4000
     batch_size: int = 1024
     lr: float = 3e-3
     gradient_weight: float = 10.0
@@ -94,12 +95,19 @@ def _train(config, run_dir, problem, hj, device):
     source = pontryagin_data_source(
         hj, n_starts=0, along_path=True, warm_start=warm, seed=config.seed, **_bvp_options(config)
     )
+    calls, log = itertools.count(), []
+
+    def cached_source(x, t):  # the boundary-value solves of each round, reused by --resume
+        data, entry = run_dir.cached(f"bvp_data_{next(calls)}", lambda: (source(x, t), source.log[-1]))
+        log.append(entry)
+        return data
+
     network = ValueNetwork(
         6, config.width, config.depth, radius=hj.radius, horizon=hj.horizon, seed=config.seed, device=device
     )
     solver = ValueGradientSolver(
         hj,
-        source,
+        cached_source,
         network,
         initial_points=config.trajectories,
         batch_size=config.batch_size,
@@ -124,7 +132,7 @@ def _train(config, run_dir, problem, hj, device):
         history,
         {
             "cpu_seconds": timer.seconds,
-            "log": list(source.log),
+            "log": log,
             "data_points": int(solver.data["x"].shape[0]),
         },
     )
@@ -243,13 +251,7 @@ STUDY = Study(
             simulation_steps=10,
         ),
         "quick": Config(
-            trajectories=24,
-            rounds=2,
-            points_per_round=8,
-            candidates=256,
-            width=32,
-            steps=600,
-            test_trajectories=12,
+            trajectories=32, rounds=2, points_per_round=16, candidates=256, steps=1500, test_trajectories=12
         ),
         "full": Config(),
         "paper": Config(

@@ -183,7 +183,7 @@ STUDY = Study(
             dims=(3,), steps=(3,), width=8, layers=1, batch_size=32, data_points=16, test_points=500
         ),
         "quick": Config(
-            dims=(10,), steps=(400,), width=32, layers=2, batch_size=128, data_points=256, test_points=4000
+            dims=(10,), steps=(1200,), width=32, layers=2, batch_size=128, data_points=256, test_points=4000
         ),
         "full": Config(),
         "paper": Config(

@@ -119,6 +119,15 @@ def fit_point(task) -> dict:
     ((spurious_name, spurious),) = problem.spurious_solutions.items()
     seed = config.seed * 1000 + 100 * PROBLEMS.index(name) + 10 * dim + METHODS.index(method)
     solver = _solver(method, problem, config, seed, device)
+    x, t = problem.sample(config.test_points, make_generator(20_000 + dim))
+    exact, other = problem.exact_value(x, t), spurious(x, t)
+    scale = torch.linalg.vector_norm(exact - other)
+
+    def distances():
+        value = solver.value(x, t)
+        return {"viscosity": float(torch.linalg.vector_norm(value - exact) / scale),
+                "spurious": float(torch.linalg.vector_norm(value - other) / scale)}
+
     with CpuTimer() as timer:
         if start == "spurious" and config.pretrain_steps:
             generator = make_generator(seed + 7)
@@ -138,6 +147,7 @@ def fit_point(task) -> dict:
                 generators=[generator],
                 desc=f"fit {spurious_name}",
             )
+        start_distance = distances()
         history = solver.fit(
             config.steps,
             lr=config.lr,
@@ -146,15 +156,10 @@ def fit_point(task) -> dict:
             log_every=max(1, config.steps // 50),
             desc=f"viscosity {name} d={dim} {method}",
         )
-    x, t = problem.sample(config.test_points, make_generator(20_000 + dim))
     value = solver.value(x, t)
-    scale = torch.linalg.vector_norm(problem.exact_value(x, t) - spurious(x, t))
-    distance = {
-        "viscosity": float(torch.linalg.vector_norm(value - problem.exact_value(x, t)) / scale),
-        "spurious": float(torch.linalg.vector_norm(value - spurious(x, t)) / scale),
-    }
     out = {
-        "distance": distance,
+        "distance": distances(),
+        "start_distance": start_distance,
         "cpu_seconds": timer.seconds,
         "history": history,
         "relative_error": relative_l2(value, problem.exact_value(x, t)),
@@ -230,6 +235,8 @@ def run(config: Config, run_dir) -> dict:
                 "distance_to_viscosity": distance["viscosity"],
                 "distance_to_spurious": distance["spurious"],
                 "closer_to": closer,
+                "start_to_viscosity": result["start_distance"]["viscosity"],
+                "start_to_spurious": result["start_distance"]["spurious"],
                 "cpu_seconds": result["cpu_seconds"],
             }
         )
@@ -239,14 +246,15 @@ def run(config: Config, run_dir) -> dict:
         }
     run_dir.write_csv("distances.csv", rows)
     lines = [
-        "| g | d | method | start | distance to viscosity | distance to spurious | closer to |",
-        "|---|---|---|---|---|---|---|",
+        "| g | d | method | start | at start: to viscosity / to spurious | after training: to viscosity "
+        "| to spurious | closer to |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {'abs(x)' if r['problem'] == 'norm' else '0'} | {r['d']} | {LABELS[r['method']]} | "
-            f"{r['start']} | {r['distance_to_viscosity']:.3f} | {r['distance_to_spurious']:.3f} | "
-            f"{r['closer_to']} |"
+            f"{r['start']} | {r['start_to_viscosity']:.3f} / {r['start_to_spurious']:.3f} | "
+            f"{r['distance_to_viscosity']:.3f} | {r['distance_to_spurious']:.3f} | {r['closer_to']} |"
         )
     run_dir.add_section(
         "Which solution each method converges to",
