@@ -65,7 +65,7 @@ def alloy_models(alloy):
 
 
 def _energy(model, species, cells=None):
-    return lambda x: model(x, species, cells)
+    return lambda x: model(x, species, cells).detach()
 
 
 def _forces(model, species, cells=None):
@@ -88,7 +88,7 @@ def test_permutations(models, alloy_models, cu13, alloy, name):
         joined = torch.cat([positions, species[..., None].to(positions.dtype)], dim=-1)
 
         def energy(rows, model=model):
-            return model(rows[..., :3], rows[..., 3].long())
+            return model(rows[..., :3], rows[..., 3].long()).detach()
 
         def forces(rows, model=model):
             return model.energy_and_forces(rows[..., :3], rows[..., 3].long())[1]
@@ -148,7 +148,8 @@ def test_checks_fail_on_broken_models(models, cu13, float64_default):
         testing.assert_rotation_equivariant(_forces(origin, species), positions)
     joined = torch.cat([positions, species[..., None].to(positions.dtype)], dim=-1)
     with pytest.raises(AssertionError):
-        testing.assert_permutation_invariant(lambda r: order(r[..., :3], r[..., 3].long()), joined, dim=1)
+        testing.assert_permutation_invariant(lambda r: order(r[..., :3], r[..., 3].long()).detach(), joined,
+                                             dim=1)
     with pytest.raises(AssertionError):
         testing.assert_permutation_equivariant(
             lambda r: order.energy_and_forces(r[..., :3], r[..., 3].long())[1], joined, dim=1, out_dim=1)
@@ -181,7 +182,7 @@ def test_periodic_symmetries(cu_fcc, name):
     joined = torch.cat([positions, cells], dim=1)
 
     def energy(rows):
-        return model(rows[:, :n], species, rows[:, n:])
+        return model(rows[:, :n], species, rows[:, n:]).detach()
 
     def forces(rows):
         return torch.cat([model.energy_and_forces(rows[:, :n], species, rows[:, n:])[1],
