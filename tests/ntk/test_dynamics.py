@@ -131,3 +131,32 @@ def test_alpha_scaled_model():
     with pytest.raises(ValueError, match="width"):
         TwoLayerNetwork(5, 7, symmetric=True)
     assert math.isclose(float(scaled.loss(scaled(x).detach() + 1.0, scaled(x).detach())), 1 / (2 * 9.0))
+
+
+def test_linearised_model_matches_stepping_it():
+    """The exact discrete-time solution of the linearised model equals gradient descent on
+    ``alpha J(w_0) delta`` stepped in parameter space (with a step where some modes oscillate)."""
+    x, y = _data(n=12)
+    x_test = torch.randn(5, 5, generator=make_generator(7), dtype=torch.float64)
+    y_test = torch.cos(x_test[:, 0])
+    alpha, steps, rate = 3.0, 40, 2.5
+    model = TwoLayerNetwork(5, 16, "tanh", bias=True, seed=2)
+    jacobian = torch.func.vmap(torch.func.jacrev(
+        lambda p, r: torch.func.functional_call(model, p, (r[None],))[0]), in_dims=(None, 0))(
+        dict(model.named_parameters()), torch.cat([x, x_test]))
+    jacobian = torch.cat([j.reshape(17, -1) for j in jacobian.values()], 1).detach()
+    delta = torch.zeros(jacobian.shape[1], dtype=torch.float64)
+    for _ in range(steps):  # gradient of (1/(2 N alpha^2)) |alpha J delta - y|^2
+        delta = delta - rate * jacobian[:12].T @ (alpha * jacobian[:12] @ delta - y) / (12 * alpha)
+    trained = train_with_linearization(model, x, y, steps, rate, alpha, x_test, y_test, record_every=steps)
+    final = trained["history"][-1]
+    outputs = alpha * jacobian @ delta
+    train_loss = float(((outputs[:12] - y) ** 2).sum() / 24)
+    test_loss = float(((outputs[12:] - y_test) ** 2).sum() / 10)
+    assert math.isclose(final["train_loss_linear"], train_loss, rel_tol=1e-10)
+    assert math.isclose(final["test_loss_linear"], test_loss, rel_tol=1e-10)
+    torch.testing.assert_close(trained["linear_displacement"], delta, rtol=1e-9, atol=1e-12)
+    eigenvalues = torch.linalg.eigvalsh(jacobian[:12] @ jacobian[:12].T)
+    assert float(rate * eigenvalues.max() / 12) > 1  # the stiffest mode overshoots
+    with pytest.raises(ValueError, match="one output"):
+        train_with_linearization(model, x, y[:5], 2, 0.1)

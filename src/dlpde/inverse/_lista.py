@@ -175,7 +175,7 @@ def sparse_vectors(batch: int, n: int, probability: float = 0.1, generator=None,
 
 def train_layerwise(model: _Unrolled, sample, steps_per_stage: tuple[int, int, int] = (400, 200, 200),
                     lr: float = 5e-4, decays: tuple[float, float] = (0.2, 0.02), joint_steps: int = 0,
-                    generator=None, checkpoint_dir=None, resume: bool = False,
+                    warm_start: bool = False, generator=None, checkpoint_dir=None, resume: bool = False,
                     progress: bool = True) -> list[dict]:
     """Layer-wise then joint training (Chen et al. 2018; Liu et al. 2019).
 
@@ -189,13 +189,18 @@ def train_layerwise(model: _Unrolled, sample, steps_per_stage: tuple[int, int, i
     g = make_generator(0 if generator is None else generator, "cpu")
     history = []
 
-    def run(params, k, rate, steps, tag):
+    def run(params, k, rate, steps, tag, frozen_prefix):
         if steps == 0:
             return
 
         def loss_fn(step):
             b, x = sample(g)
-            out = model(b, layers=k + 1)[-1]
+            if frozen_prefix:  # layers before k are fixed: no graph through them
+                with torch.no_grad():
+                    state = model(b, layers=k)[-1] if k > 0 else b.new_zeros(x.shape)
+                out = model.step(k, state, b)
+            else:
+                out = model(b, layers=k + 1)[-1]
             return ((out - x) ** 2).sum(-1).mean()
 
         ckpt = None if checkpoint_dir is None else f"{checkpoint_dir}/layer{k + 1:02d}-{tag}.pt"
@@ -205,12 +210,16 @@ def train_layerwise(model: _Unrolled, sample, steps_per_stage: tuple[int, int, i
         history.extend({**r, "layer": k + 1, "stage": tag} for r in rows)
 
     for k in range(model.layers):
-        run(model.layer_parameters(k), k, lr, steps_per_stage[0], "new")
+        if warm_start and k > 0:
+            with torch.no_grad():
+                for new, trained in zip(model.layer_parameters(k), model.layer_parameters(k - 1)):
+                    new.copy_(trained)
+        run(model.layer_parameters(k), k, lr, steps_per_stage[0], "new", True)
         everything = [p for p in model.parameters() if p.requires_grad]
-        run(everything, k, lr * decays[0], steps_per_stage[1], "decay1")
-        run(everything, k, lr * decays[1], steps_per_stage[2], "decay2")
+        run(everything, k, lr * decays[0], steps_per_stage[1], "decay1", False)
+        run(everything, k, lr * decays[1], steps_per_stage[2], "decay2", False)
     run([p for p in model.parameters() if p.requires_grad], model.layers - 1, lr * decays[1],
-        joint_steps, "joint")
+        joint_steps, "joint", False)
     return history
 
 

@@ -431,6 +431,20 @@ class CompressedSensing(LinearOperator):
         return float(torch.linalg.matrix_norm(self.matrix.to(torch.float64), ord=2))
 
 
+class _SparseProduct(torch.autograd.Function):
+    """Y = M X for a sparse CSR matrix M and a dense X (columns, batch); the backward pass
+    multiplies by the stored transpose (a CSR matrix too) instead of transposing M each time."""
+
+    @staticmethod
+    def forward(ctx, x, matrix, transpose):
+        ctx.transpose = transpose
+        return matrix @ x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.transpose @ grad.contiguous(), None, None
+
+
 class Radon(LinearOperator):
     """Parallel-beam Radon transform of ``(..., size, size)`` images -> ``(..., angles, detectors)``.
 
@@ -439,10 +453,13 @@ class Radon(LinearOperator):
     (default ``size``) unit-spaced detector bins, the line integral sampled every pixel along
     the ray across the whole image (ceil(size sqrt 2) + 1 samples) and f read by bilinear
     interpolation (zero outside). ``angles`` in degrees: a tensor, or an int n for n angles
-    uniformly in [0, 180). The forward map samples with ``grid_sample``; the adjoint spreads
-    each ray value back onto the four pixels of every sample with the same bilinear weights
-    (a scatter-add), so that <R f, g> = <f, R^T g> exactly. Angles are processed in chunks of
-    about ``chunk`` samples to bound memory.
+    uniformly in [0, 180).
+
+    The discretised transform is a sparse matrix R (rays x pixels) whose row for one ray holds
+    the bilinear weights of all its samples (``system_matrix``); it is built once per device and
+    dtype (angles in chunks of about ``chunk`` samples, to bound the memory of the build) and
+    kept with its transpose in CSR form, so that ``forward`` is R f and ``adjoint`` is R^T g, an
+    exact adjoint pair (about 8-12 bytes per non-zero, roughly 1.4 non-zeros per sample).
     """
 
     def __init__(self, angles, size: int, detectors: int | None = None, chunk: int = 2**21):
@@ -462,9 +479,12 @@ class Radon(LinearOperator):
         self.input_shape = (size, size)
         self.output_shape = (angles.numel(), self.detectors)
         self.chunk = max(1, chunk // (self.detectors * self.samples))
+        self._matrices = {}
 
-    def _coordinates(self, angles, device, dtype):
-        """Column and row coordinates (in pixels) of every sample: (angles, detectors, samples)."""
+    def sample_coordinates(self, angles=None, device="cpu", dtype=torch.float64):
+        """Column and row coordinates (in pixels, origin at the top-left pixel centre) of every
+        sample of every ray: two tensors (angles, detectors, samples)."""
+        angles = self.angles if angles is None else angles
         n, d = self.size, self.detectors
         theta = torch.deg2rad(angles.to(device=device, dtype=dtype))[:, None, None]
         s = (torch.arange(d, device=device, dtype=dtype) - (d - 1) / 2)[None, :, None]
@@ -475,44 +495,63 @@ class Radon(LinearOperator):
         rows = centre - (s * torch.sin(theta) + t * torch.cos(theta))
         return columns, rows
 
+    def _chunk_entries(self, start: int):
+        """The coalesced (ray, pixel, weight) entries of the rays of angles start:start+chunk."""
+        n, d = self.size, self.detectors
+        columns, rows = self.sample_coordinates(self.angles[start:start + self.chunk])
+        c0, r0 = columns.floor(), rows.floor()
+        fc, fr = columns - c0, rows - r0
+        first_ray = start * d
+        ray = torch.arange(first_ray, first_ray + columns.shape[0] * d)[:, None].expand(-1, self.samples)
+        indices, values = [], []
+        for dr, dc, weight in ((0, 0, (1 - fr) * (1 - fc)), (0, 1, (1 - fr) * fc),
+                               (1, 0, fr * (1 - fc)), (1, 1, fr * fc)):
+            r, c = r0.long() + dr, c0.long() + dc
+            keep = (r >= 0) & (r < n) & (c >= 0) & (c < n) & (weight > 0)
+            indices.append(torch.stack([ray.reshape(columns.shape[0], d, -1)[keep], (r * n + c)[keep]]))
+            values.append(weight[keep])
+        entries = torch.sparse_coo_tensor(torch.cat(indices, 1), torch.cat(values),
+                                          (self.angles.numel() * d, n * n), check_invariants=False).coalesce()
+        return entries.indices(), entries.values()
+
+    def system_matrix(self, device="cpu", dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sparse matrices (R, R^T) in CSR form on ``device`` in ``dtype`` (built on first use,
+        then cached): R (angles * detectors, size^2), R[ray, pixel] = sum of the bilinear
+        weights of the ray's samples on that pixel."""
+        key = (torch.device(device), dtype)
+        if key not in self._matrices:
+            import warnings
+
+            rays, pixels = self.angles.numel() * self.detectors, self.size**2
+            parts = [self._chunk_entries(start) for start in range(0, self.angles.numel(), self.chunk)]
+            indices = torch.cat([p[0] for p in parts], 1)
+            values = torch.cat([p[1] for p in parts])
+            with warnings.catch_warnings():  # "sparse CSR support is in beta"
+                warnings.simplefilter("ignore", UserWarning)
+                matrix = torch.sparse_coo_tensor(indices, values, (rays, pixels), is_coalesced=True,
+                                                 check_invariants=False)
+                csr = matrix.to_sparse_csr()
+                csc = matrix.to_sparse_csc()
+                transpose = torch.sparse_csr_tensor(csc.ccol_indices(), csc.row_indices(), csc.values(),
+                                                    (pixels, rays))
+                self._matrices[key] = (csr.to(device=device, dtype=dtype),
+                                       transpose.to(device=device, dtype=dtype))
+        return self._matrices[key]
+
     def forward(self, x):
         _check_tensor("x", x, 2)
         if tuple(x.shape[-2:]) != self.input_shape:
             raise ValueError(f"x must end with shape {self.input_shape}, got {tuple(x.shape)}")
-        images = x.reshape(1, -1, self.size, self.size)
-        out = []
-        for start in range(0, self.angles.numel(), self.chunk):
-            columns, rows = self._coordinates(self.angles[start:start + self.chunk], x.device, x.dtype)
-            grid = torch.stack([columns, rows], -1) * (2.0 / (self.size - 1)) - 1.0
-            grid = grid.reshape(1, -1, self.samples, 2)
-            sampled = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros",
-                                    align_corners=True)
-            out.append(sampled.sum(-1).reshape(images.shape[1], -1, self.detectors))
-        return torch.cat(out, 1).reshape(*x.shape[:-2], *self.output_shape)
+        matrix, transpose = self.system_matrix(x.device, x.dtype)
+        columns = x.reshape(-1, self.size**2).T.contiguous()
+        out = _SparseProduct.apply(columns, matrix, transpose)
+        return out.T.reshape(*x.shape[:-2], *self.output_shape)
 
     def adjoint(self, y):
         _check_tensor("y", y, 2)
         if tuple(y.shape[-2:]) != self.output_shape:
             raise ValueError(f"y must end with shape {self.output_shape}, got {tuple(y.shape)}")
-        n = self.size
-        width = n + 3  # a canvas with a border of one (left/top) and two (right/bottom) pixels
-        rays = y.reshape(-1, *self.output_shape)
-        batch = rays.shape[0]
-        canvas = y.new_zeros(batch * width * width)
-        offsets = torch.arange(batch, device=y.device)[:, None] * (width * width)
-        for start in range(0, self.angles.numel(), self.chunk):
-            columns, rows = self._coordinates(self.angles[start:start + self.chunk], y.device, y.dtype)
-            # Samples beyond the border put all their weight on the (discarded) border.
-            columns, rows = columns.clamp(-1, n), rows.clamp(-1, n)
-            c0, r0 = columns.floor(), rows.floor()
-            fc, fr = columns - c0, rows - r0
-            base = ((r0.long() + 1) * width + (c0.long() + 1))
-            base = (base.reshape(1, -1) + offsets).reshape(-1)
-            values = rays[:, start:start + self.chunk, :, None]
-            top, bottom = values * (1 - fr), values * fr
-            canvas.index_add_(0, base, (top * (1 - fc)).reshape(-1))
-            canvas.index_add_(0, base + 1, (top * fc).reshape(-1))
-            canvas.index_add_(0, base + width, (bottom * (1 - fc)).reshape(-1))
-            canvas.index_add_(0, base + width + 1, (bottom * fc).reshape(-1))
-        image = canvas.reshape(batch, width, width)[:, 1:n + 1, 1:n + 1]
-        return image.reshape(*y.shape[:-2], *self.input_shape)
+        matrix, transpose = self.system_matrix(y.device, y.dtype)
+        columns = y.reshape(-1, self.output_shape[0] * self.output_shape[1]).T.contiguous()
+        out = _SparseProduct.apply(columns, transpose, matrix)
+        return out.T.reshape(*y.shape[:-2], *self.input_shape)

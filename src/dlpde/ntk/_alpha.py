@@ -118,8 +118,21 @@ class TwoLayerNetwork(nn.Module):
         return self.activation(z) @ self.output_weight / self.width**self.output_exponent
 
 
-def _kernel(f, params, x):
-    return empirical_ntk(f, x, params=params, method="jacobian").detach()
+def _kernel(f, params, x1, x2=None):
+    return empirical_ntk(f, x1, x2, params=params, method="jacobian").detach()
+
+
+def _gradient_descent_factors(rates: torch.Tensor, steps: int):
+    """For gradient descent contracting mode ``k`` by ``1 - rates[k]`` per step: the decay
+    ``(1 - rate)^t`` and the sum ``sum_{s<t} (1 - rate)^s = (1 - (1 - rate)^t) / rate`` (``t`` at
+    ``rate = 0``), computed through ``log1p``/``expm1`` so that small rates lose no digits."""
+    t = float(steps)
+    contracting = rates < 1
+    log_factor = torch.log1p(-torch.where(contracting, rates, 0.0))
+    decay = torch.where(contracting, torch.exp(t * log_factor), (1 - rates) ** t)
+    safe = torch.where(rates == 0, 1.0, rates)
+    total = torch.where(contracting, -torch.expm1(t * log_factor), 1 - decay) / safe
+    return decay, torch.where(rates == 0, t, total)
 
 
 def train_with_linearization(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
@@ -127,18 +140,27 @@ def train_with_linearization(model: nn.Module, x_train: torch.Tensor, y_train: t
                              x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None,
                              record_every: int = 100, checkpoint=None, resume: bool = True,
                              progress: bool = False, desc: str = "lazy vs active") -> dict:
-    """Train ``AlphaScaled(model, alpha)`` and its linearisation around the same ``w_0`` side by
-    side by full-batch gradient descent (``dlpde.shared.train``, optimizer 'sgd', no momentum)
-    on ``(1/(2 N alpha^2)) sum (g(X) - y)^2``.
+    """Train ``AlphaScaled(model, alpha)`` by full-batch gradient descent (``dlpde.shared.train``,
+    optimizer 'sgd', no momentum) on ``(1/(2 N alpha^2)) sum (g(X) - y)^2`` (``N = y.numel()``,
+    one output per point), and beside it its linearisation ``g_lin(x) = alpha J(x; w_0)
+    (w - w_0)`` trained by the same gradient descent from the same ``w_0``.
+
+    The linearised model is solved exactly rather than stepped: with ``Theta = J(X) J(X)^T``
+    (the NTK of ``model`` at ``w_0``) and ``a = learning_rate / N``, its gradient descent reads
+    ``g_lin(X) <- g_lin(X) - a Theta (g_lin(X) - y)`` in function space, so after ``t`` steps, with
+    ``Theta = V diag(lambda) V^T`` and ``g_lin = 0`` at ``t = 0``,
+
+        g_lin_t(X) = y - V diag((1 - a lambda)^t) V^T y,
+        S_t = sum_{s<t} (g_lin_s(X) - y) = -V diag((1 - (1 - a lambda)^t) / (a lambda)) V^T y,
+        g_lin_t(x) = -a Theta(x, X) S_t,      w_t - w_0 = -(a / alpha) J(X)^T S_t,
+
+    the same numbers as stepping it, at the cost of one eigendecomposition.
 
     Every ``record_every`` steps (and at the end) the history records, for step ``t``: train and
     test losses of both models (``(1/2N) sum (g - y)^2``), the relative kernel drift of the
     network's NTK on the training points, the relative weight movement, the distance of the
     network's outputs to the linear model's (on test points when given, else train points),
     and the kernel-target alignment of the current NTK.
-
-    The linearised model ``g_lin(x) = alpha J(x; w_0) (w - w_0)`` is evaluated with Jacobians
-    computed once on the train and evaluation points (``N P`` numbers each, ``P`` parameters).
 
     Returns ``{"history": [...], "network": AlphaScaled, "linear_displacement": (P,) w - w_0 of
     the linear model (parameters flattened in ``named_parameters`` order), "ntk_initial": (N, N),
@@ -149,26 +171,39 @@ def train_with_linearization(model: nn.Module, x_train: torch.Tensor, y_train: t
     scaled = AlphaScaled(model, alpha)
     f, _ = functional_model(model)
     params0 = {k: v.detach().clone() for k, v in model.named_parameters()}
+    with torch.no_grad():
+        initial_train = f(params0, x_train)
+    if initial_train.shape != (x_train.shape[0],) or y_train.numel() != x_train.shape[0]:
+        raise ValueError(f"train_with_linearization needs one output per point: model outputs "
+                         f"{tuple(initial_train.shape)}, y_train {tuple(y_train.shape)}")
+    target = y_train.reshape(-1)
     x_eval, y_eval = (x_train, y_train) if x_test is None else (x_test, y_test)
     kernel0 = _kernel(f, params0, x_train)
-    # The linearised model g_lin(x) = alpha J(x; w_0) (w - w_0) on the (fixed) train and
-    # evaluation points, with its Jacobians computed once; its parameter is w - w_0.
-    jacobians = {"train": _flat_jacobian(f, params0, x_train).detach(),
-                 "eval": _flat_jacobian(f, params0, x_eval).detach()}
-    delta = nn.Parameter(torch.zeros(jacobians["train"].shape[1], dtype=x_train.dtype, device=x_train.device))
+    kernel_eval = kernel0 if x_test is None else _kernel(f, params0, x_test, x_train)
+    rate = learning_rate / target.numel()
+    eigenvalues, vectors = torch.linalg.eigh(kernel0)
+    target_modes = vectors.T @ target
 
-    def scaled_linear(which):
-        return alpha * (jacobians[which] @ delta)
+    def linear_model(step):
+        """Train outputs, evaluation outputs and S_t of the linearised model after ``step`` steps."""
+        decay, total = _gradient_descent_factors(rate * eigenvalues, step)
+        train_outputs = target - vectors @ (decay * target_modes)
+        residual_sum = -(vectors @ (total * target_modes))
+        eval_outputs = train_outputs if x_test is None else -rate * (kernel_eval @ residual_sum)
+        return train_outputs, eval_outputs, residual_sum
 
     def loss_of(prediction, target):
         return float(((prediction - target.reshape(prediction.shape)) ** 2).sum() / (2 * target.numel()))
 
-    def diagnostics():
+    def diagnostics(step, train_outputs):
         with torch.no_grad():
             params = {k: v.detach() for k, v in model.named_parameters()}
             kernel = _kernel(f, params, x_train)
-            out_eval, lin_eval = scaled(x_eval), scaled_linear("eval")
-            row = {"kernel_drift": relative_kernel_drift(kernel, kernel0),
+            lin_train, lin_eval, _ = linear_model(step)
+            out_eval = train_outputs if x_test is None else scaled(x_eval)
+            row = {"train_loss": loss_of(train_outputs, y_train),
+                   "train_loss_linear": loss_of(lin_train, y_train),
+                   "kernel_drift": relative_kernel_drift(kernel, kernel0),
                    "weight_movement": relative_weight_movement(params, params0),
                    "linearization_distance": linearization_distance(out_eval, lin_eval),
                    "alignment": kernel_target_alignment(kernel, y_train)}
@@ -178,23 +213,18 @@ def train_with_linearization(model: nn.Module, x_train: torch.Tensor, y_train: t
         return row, kernel
 
     def loss_fn(step):
-        out, out_lin = scaled(x_train), scaled_linear("train")
-        loss_net, loss_lin = scaled.loss(out, y_train), scaled.loss(out_lin, y_train)
-        metrics = {}
-        if step % record_every == 0:
-            metrics = {"train_loss": loss_of(out.detach(), y_train),
-                       "train_loss_linear": loss_of(out_lin.detach(), y_train), **diagnostics()[0]}
-        return loss_net + loss_lin, metrics
+        out = alpha * (model(x_train) - initial_train)
+        metrics = diagnostics(step, out.detach())[0] if step % record_every == 0 else {}
+        return scaled.loss(out, y_train), metrics
 
-    history = train([*model.parameters(), delta], loss_fn, steps, optimizer="sgd",
-                    lr=learning_rate, checkpoint=checkpoint, resume=resume, progress=progress,
-                    desc=desc, log_every=record_every)
+    history = train(model.parameters(), loss_fn, steps, optimizer="sgd", lr=learning_rate,
+                    checkpoint=checkpoint, resume=resume, progress=progress, desc=desc,
+                    log_every=record_every)
     rows = [{k: v for k, v in r.items() if k not in ("loss", "lr", "grad_norm")}
             for r in history if "kernel_drift" in r]
-    final, kernel = diagnostics()
     with torch.no_grad():
-        final["train_loss"] = loss_of(scaled(x_train), y_train)
-        final["train_loss_linear"] = loss_of(scaled_linear("train"), y_train)
+        final, kernel = diagnostics(steps, alpha * (model(x_train) - initial_train))
     rows.append({"step": steps, **final})
-    return {"history": rows, "network": scaled, "linear_displacement": delta.detach(),
+    displacement = -(rate / alpha) * (_flat_jacobian(f, params0, x_train).detach().T @ linear_model(steps)[2])
+    return {"history": rows, "network": scaled, "linear_displacement": displacement,
             "ntk_initial": kernel0, "ntk_final": kernel}

@@ -38,8 +38,8 @@ def _gen(generator, device):
 
 
 def _max_error(a: torch.Tensor, b: torch.Tensor, rtol: float, atol: float) -> tuple[float, bool]:
-    diff = (a - b).abs()
-    ok = bool((diff <= atol + rtol * b.abs()).all())
+    diff = (a.detach() - b.detach()).abs()
+    ok = bool((diff <= atol + rtol * b.detach().abs()).all())
     return float(diff.max()) if diff.numel() else 0.0, ok
 
 

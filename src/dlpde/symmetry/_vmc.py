@@ -399,6 +399,7 @@ class VMC:
             raise NonFiniteLossError("the local energy is not finite at some sampled configurations")
         return energies.reshape(n_steps, -1)
 
-    def estimate_energy(self, n_steps: int = 200, thin: int = 1) -> EnergyEstimate:
-        """The energy at the current parameters with a blocking error bar (``n_steps >= 64``)."""
+    def estimate_energy(self, n_steps: int = 256, thin: int = 2) -> EnergyEstimate:
+        """The energy at the current parameters with a blocking error bar: ``n_steps >= 64``
+        samples per walker, ``thin`` Metropolis moves apart (see ``energy_estimate``)."""
         return energy_estimate(self.sample_local_energies(n_steps, thin))
