@@ -1,8 +1,9 @@
 """Run every registered core kernel on CUDA and on the CPU in float64; compare and time them.
 
-Each thread lists its kernels in ``dlpde/<thread>/_kernels.py`` (``KERNELS``, a list of
-``dlpde.shared.KernelCheck``). For each kernel this prints the largest absolute and relative
-difference between the two devices and both median times, writes JSON to
+Each thread lists its kernels in ``dlpde/<thread>/_kernels.py`` or in a subpackage's
+``_kernels.py`` (``KERNELS``, a list of ``dlpde.shared.KernelCheck``). For each kernel this
+prints the largest absolute and relative difference between the two devices and both median
+times, writes JSON to
 ``benchmarks/results/gpu_check.json``, and exits with status 1 if any kernel mismatches.
 
     python benchmarks/gpu_check.py                 # on a GPU machine (under 5 minutes)
@@ -21,22 +22,29 @@ from pathlib import Path
 
 import torch
 
+import dlpde
 from dlpde._registry import THREADS
 from dlpde.shared.kernels import compare_kernel
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def kernel_modules() -> list[str]:
+    """Every ``dlpde.<package>[.<subpackage>]._kernels`` module, shared first, then by thread."""
+    root = Path(dlpde.__file__).resolve().parent
+    order = ("shared", *THREADS)
+    names = []
+    for path in root.rglob("_kernels.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[0] in order:
+            names.append((order.index(parts[0]), len(parts), ".".join(("dlpde", *parts))))
+    return [name for *_, name in sorted(names)]
+
+
 def registered_kernels():
     checks = []
-    for package in ("shared", *THREADS):
-        try:
-            module = importlib.import_module(f"dlpde.{package}._kernels")
-        except ModuleNotFoundError as error:
-            if error.name == f"dlpde.{package}._kernels":
-                continue
-            raise
-        checks.extend(module.KERNELS)
+    for name in kernel_modules():
+        checks.extend(importlib.import_module(name).KERNELS)
     return checks
 
 

@@ -16,6 +16,9 @@ def test_gpu_check_tiny_on_cpu(tmp_path):
     result = json.loads((tmp_path / "g.json").read_text())
     names = [k["name"] for k in result["kernels"]]
     assert "shared.integrate.dopri5" in names and "shared.laplacian.exact" in names
+    threads = {name.split(".")[0] for name in names}
+    assert {"shared", "hjb", "symmetry", "meanfield", "ntk", "inverse"} <= threads, threads
+    assert any("pes" in name for name in names), "the symmetry.pes kernels are not registered"
     assert all(k["ok"] and k["max_abs_diff"] == 0.0 for k in result["kernels"])
 
 
