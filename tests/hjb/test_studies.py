@@ -1,26 +1,14 @@
-"""Smoke presets of the hjb studies, config validation, the benchmarks' tiny modes, the GPU-check
-kernels on the CPU, and a light ``import dlpde.hjb``."""
+"""Smoke presets of the hjb studies, config validation, the GPU-check kernels on the CPU, and a light
+``import dlpde.hjb``."""
 
-import importlib.util
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from dlpde._registry import discover_studies
 from dlpde.shared.kernels import compare_kernel
 from dlpde.shared.studies import ConfigError, execute
-
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("name", ["hjb.crossing", "hjb.viscosity", "hjb.lqr", "hjb.control"])
@@ -41,18 +29,6 @@ def test_crossing_is_the_headline_and_configs_are_validated(tmp_path):
         execute(studies["hjb.crossing"], "smoke", overrides=["methods=dgm,pinn"], out=tmp_path)
     with pytest.raises(ConfigError, match="time_marching"):
         execute(studies["hjb.control"], "smoke", overrides=["time_marching=0.5"], out=tmp_path)
-
-
-def test_characteristics_benchmark_tiny(tmp_path):
-    result = _load("hjb_characteristics").main(["--tiny", "--json", str(tmp_path / "c.json")])
-    assert json.loads((tmp_path / "c.json").read_text())["tiny"] is True
-    assert result["max_difference"] < 1e-6  # same tolerance (rtol 1e-8, atol 1e-10), different steps
-
-
-def test_hopf_lax_benchmark_tiny(tmp_path):
-    result = _load("hjb_hopf_lax").main(["--tiny", "--dim", "20", "--json", str(tmp_path / "h.json")])
-    assert result["fraction_global_minimum"] >= 0.8
-    assert result["closed_form_points_per_second"] > result["hopf_lax_points_per_second"]
 
 
 def test_gpu_check_kernels_run_on_the_cpu():
