@@ -170,14 +170,20 @@ def image_divergence(p: torch.Tensor) -> torch.Tensor:
     return div
 
 
+def _pointwise_norm(p: torch.Tensor) -> torch.Tensor:
+    """|p_ij| of a field of 2-vectors (..., 2, H, W) -> (..., H, W). Written out because
+    ``torch.linalg.vector_norm(p, dim=-3)`` reduces over a strided axis about 50x slower on CPU."""
+    return (p[..., 0, :, :] ** 2 + p[..., 1, :, :] ** 2).sqrt()
+
+
 def total_variation(u: torch.Tensor) -> torch.Tensor:
     """Isotropic TV(u) = sum_ij |grad u|_ij, per image: (..., H, W) -> (...)."""
-    return torch.linalg.vector_norm(image_gradient(u), dim=-3).sum(dim=(-2, -1))
+    return _pointwise_norm(image_gradient(u)).sum(dim=(-2, -1))
 
 
 def _project_unit_ball(p: torch.Tensor, radius) -> torch.Tensor:
     """Pointwise projection of (..., 2, H, W) onto {|p_ij| <= radius}."""
-    norm = torch.linalg.vector_norm(p, dim=-3, keepdim=True)
+    norm = _pointwise_norm(p).unsqueeze(-3)
     return p / torch.clamp(norm / radius, min=1.0)
 
 
