@@ -30,7 +30,7 @@ def _lqr_matrices(d, seed=0):
 
 
 def _backward_lqr(device, tiny):
-    batch, d = (64, 4) if tiny else (20_000, 10)
+    batch, d = (64, 4) if tiny else (10_000, 10)
     a, b, q, r = _lqr_matrices(d)
     hamiltonian = LQRHamiltonian(a.to(device), b.to(device), q.to(device), r.to(device))
     x, p = _normal((batch, d), 2).to(device), _normal((batch, d), 3).to(device)
@@ -46,7 +46,7 @@ def _backward_lqr(device, tiny):
 
 
 def _forward_dopri5(device, tiny):
-    batch, d = (64, 4) if tiny else (10_000, 10)
+    batch, d = (64, 4) if tiny else (5_000, 10)
     hamiltonian = Hamiltonian.from_function(lambda x, p: 0.5 * (p**2).sum(-1) - torch.cos(x).sum(-1))
     x, p = _normal((batch, d), 5).to(device), _normal((batch, d), 6).to(device)
 
