@@ -60,6 +60,12 @@ def test_particles_follow_the_closure_started_from_their_own_moments(fixed_outpu
     moments = closure.solve(start, 2.0, method="dopri5", rtol=1e-11, atol=1e-13, save_at=[0.0, 1.0, 2.0])
     particle_moments = torch.stack([closure.second_moment(p) for p in path])
     torch.testing.assert_close(particle_moments, moments, atol=1e-9, rtol=1e-9)
+    # the comparison fails for a wrong closure (the penalty left out)
+    wrong = LinearMomentClosure(moment, cross, output, fixed_output=fixed_output).solve(
+        start, 2.0, method="dopri5", rtol=1e-11, atol=1e-13, save_at=[0.0, 1.0, 2.0]
+    )
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(particle_moments, wrong, atol=1e-9, rtol=1e-9)
     risks = [float(_population_risk(_frozen(model, p), moment, cross, output).detach()) for p in path]
     np.testing.assert_allclose(risks, closure.risk(moments).numpy(), atol=1e-9)
     assert risks[-1] < risks[0]
@@ -105,7 +111,7 @@ def test_particles_differ_from_the_population_closure_by_the_sampling_error():
             deviation = float((closure.second_moment(end) - exact).norm())
             deviations.append(deviation)
             ratios.append(deviation / initial_error)
-        assert max(ratios) < 10.0
+        assert max(ratios) < 3.0  # measured: at most 0.93
         errors.append(float(np.sqrt(np.mean(np.square(deviations)))))
     assert -0.7 < convergence_order(sizes, errors) < -0.3
 
