@@ -81,6 +81,14 @@ def test_tv_of_a_step_edge():
     assert float(total_variation(u)) == pytest.approx(20.0)
 
 
+def test_tv_gradient_is_finite_on_flat_regions_and_matches_finite_differences():
+    flat = torch.zeros(1, 6, 6, dtype=torch.float64, requires_grad=True)
+    total_variation(flat).sum().backward()
+    assert torch.equal(flat.grad, torch.zeros_like(flat))  # the zero subgradient, not NaN
+    u = torch.rand(2, 7, 7, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    assert torch.autograd.gradcheck(total_variation, (u.requires_grad_(),))
+
+
 def test_tikhonov_matches_direct_solve():
     cs, y = _lasso_problem()
     weight = 0.3

@@ -84,7 +84,7 @@ def _pixel(cls):
         shape = (1, 32, 32) if tiny else (2, 128, 128)
         kwargs = {}
         if cls is DnCNN:  # the size the denoising study trains (tiny: smaller still)
-            kwargs = {"depth": 3, "width": 8} if tiny else {"depth": 10, "width": 32}
+            kwargs = {"depth": 3, "width": 8} if tiny else {"depth": 8, "width": 24, "batch_norm": False}
         model = cls(generator=make_generator(11), **kwargs).double().to(device).eval()
         y = _images(shape, 12).to(device)
         return lambda: model(y)
