@@ -3,7 +3,9 @@
 The standard benchmark of Chen et al. (2018) and Liu et al. (2019): A (250 x 500) Gaussian with
 unit columns, x Bernoulli(0.1) x N(0, 1), b = A x (+ noise at SNR 40 dB), 16 layers, each network
 trained layer-wise then jointly on fresh batches; ISTA and FISTA run 16 iterations with the same
-l1 weight that initialises the networks' thresholds.
+l1 weight that initialises the networks' thresholds. Each new layer starts from the trained
+parameters of the layer before it (``warm_start``): at 20/10/10 steps per stage this took
+LISTA-CPSS from -19.8 to -46.2 dB at layer 16 (noiseless), ALISTA unchanged (-54.9 / -55.3).
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ class Config:
     snr_db: float = 40.0
     batch: int = 64
     test_size: int = 1000
-    steps_per_stage: tuple[int, ...] = (100, 50, 50)
+    steps_per_stage: tuple[int, ...] = (40, 20, 20)
     lr: float = 3e-3
-    alista_steps_per_stage: tuple[int, ...] = (60, 30, 30)
+    alista_steps_per_stage: tuple[int, ...] = (30, 15, 15)
     alista_lr: float = 5e-3
-    lista_steps_per_stage: tuple[int, ...] = (60, 30, 30)
+    lista_steps_per_stage: tuple[int, ...] = (40, 20, 20)
+    lista_lr: float = 5e-4
+    warm_start: bool = True
     seed: int = 0
     device: str = "auto"
 
@@ -85,8 +89,8 @@ def _train_one(task) -> dict:
     model = NETWORKS[method](matrix, config.layers, config.weight).to(device)
     steps = {"ALISTA": config.alista_steps_per_stage, "LISTA": config.lista_steps_per_stage}.get(
         method, config.steps_per_stage)
-    lr = config.alista_lr if method == "ALISTA" else config.lr
-    history = train_layerwise(model, sample, tuple(steps), lr=lr,
+    lr = {"ALISTA": config.alista_lr, "LISTA": config.lista_lr}.get(method, config.lr)
+    history = train_layerwise(model, sample, tuple(steps), lr=lr, warm_start=config.warm_start,
                               generator=make_generator(config.seed + 2, "cpu"),
                               checkpoint_dir=checkpoint_dir, resume=resume, progress=True)
     return {"nmse_db": layer_nmse_db(model, b_test[setting], x_test),
@@ -168,7 +172,7 @@ _QUICK = Config(noisy=False, steps_per_stage=(15, 8, 8), lista_steps_per_stage=(
                 alista_steps_per_stage=(20, 10, 10))
 _FULL = Config()
 _PAPER = Config(steps_per_stage=(2000, 1000, 1000), lr=5e-4, alista_steps_per_stage=(1000, 500, 500),
-                alista_lr=5e-4, lista_steps_per_stage=(2000, 1000, 1000), device="auto")
+                alista_lr=5e-4, lista_steps_per_stage=(2000, 1000, 1000), lista_lr=5e-4, device="auto")
 
 STUDY = Study(
     name="inverse.lista",
