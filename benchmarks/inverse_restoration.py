@@ -48,7 +48,7 @@ def main(argv=None) -> dict:
             Identity(), noisy, 0.08, stopping=200).solution,
         "TRD (5 stages, 5x5 x 24)": TRD(5, 5, generator=g),
         "TRD diffusion (5 steps)": TRD(5, 5, fidelity=False, generator=g),
-        "DnCNN (10 x 32)": DnCNN(10, 32, generator=g).eval(),
+        "DnCNN (8 x 24)": DnCNN(8, 24, batch_norm=False, generator=g).eval(),
         "UNet (2 levels, 16)": UNet(2, 16, generator=g).eval(),
         "unrolled PG (TV prior, 10 stages)": UnrolledProximalGradient(
             GaussianBlur(2.0, boundary="reflect"), "tv", 10, operator_norm=1.0),

@@ -153,7 +153,7 @@ def run(config: Config, run_dir) -> dict:
 
 _SMOKE = Config(blurs=("gaussian",), test_images=("camera",), size=48, stages=2, inner=2, steps=2,
                 batch=2, patch=32, train_side=64, tv_iterations=20, rl_iterations=5)
-_QUICK = Config(blurs=("gaussian", "motion"), test_images=("camera",), size=128, steps=60,
+_QUICK = Config(blurs=("gaussian", "motion"), test_images=("camera",), size=128, steps=30,
                 train_side=192, tv_iterations=150, rl_iterations=50)
 _FULL = Config()
 _PAPER = Config(size=512, steps=2000, batch=16, patch=96, train_side=512, tv_iterations=1000,
