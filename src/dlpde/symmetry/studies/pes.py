@@ -367,7 +367,7 @@ def _figures(config, table, run_dir):
     axes = np.asarray(axes).reshape(1, len(systems))
     for column, system in enumerate(systems):
         ax = axes[0][column]
-        for model in config.models:
+        for model in reversed(config.models):  # the baselines first: the symmetric models on top
             r = table[system, model, sizes[-1]]
             ax.plot(r["true_energies"], r["predicted_energies"], ".", ms=2, label=_LABELS[model])
         truth = table[system, config.models[0], sizes[-1]]["true_energies"]
