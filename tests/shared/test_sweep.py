@@ -144,6 +144,10 @@ def ray_cluster(tmp_path_factory):
     pytest.importorskip("ray")
     ray_bin = shutil.which("ray") or str(Path(sys.executable).parent / "ray")
     port = free_port()
+    # A throwaway cluster on 127.0.0.1: no token authentication, so that a token left in
+    # ~/.ray by another Ray instance cannot lock the test's client out.
+    auth_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = dict(os.environ, PYTHONPATH=str(ROOT), DLPDE_EXTRA_STUDIES=EXTRA[0], RAY_USAGE_STATS_ENABLED="0")
     temp = tmp_path_factory.mktemp("ray")
     start = subprocess.run([ray_bin, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
@@ -158,6 +162,10 @@ def ray_cluster(tmp_path_factory):
         ray.shutdown()
     subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True, timeout=120)
     time.sleep(1)
+    if auth_mode is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = auth_mode
 
 
 def test_ray_engine_matches_local_engine(tmp_path, ray_cluster):
