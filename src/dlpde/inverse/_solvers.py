@@ -223,7 +223,7 @@ def total_variation_restoration(operator: LinearOperator, y: torch.Tensor, weigh
         a_ty = image
     else:
         if operator_norm is None:
-            operator_norm = operator.norm(input_shape=x.shape[-2:], device=y.device)
+            operator_norm = operator.norm(input_shape=x.shape[-2:], dtype=y.dtype, device=y.device)
         k_norm = math.sqrt(operator_norm**2 + 8.0)
     tau = sigma = 0.99 / k_norm
     history, stopped, k = [], "max_iterations", 0

@@ -23,8 +23,9 @@ def best_weight_tv(operator, y: torch.Tensor, clean: torch.Tensor, low: float, h
     """TV restoration with the PSNR-best weight (an oracle: the clean image is known), found by
     golden-section search on log(weight) in [low, high]. Returns (estimate, weight)."""
     cache = {}
-    norm = None if hasattr(operator, "solve_shifted_normal") and not nonnegative else \
-        operator.norm(input_shape=clean.shape[-2:], iterations=50, tolerance=1e-6)
+    # Once for all weights, in the data's dtype (the solver ignores it where it uses the closed form).
+    norm = operator.norm(input_shape=clean.shape[-2:], iterations=50, tolerance=1e-6, dtype=y.dtype,
+                         device=y.device)
 
     def value(log_weight):
         if log_weight not in cache:
