@@ -151,7 +151,7 @@ def run(config: Config, run_dir) -> dict:
     run_dir.add_section("PSNR (dB) / SSIM on held-out images", markdown_table(
         ["blur", "method", *config.test_images], table) + f"\n\nUnrolled PG and 'TV (same "
         f"iterations)' use {config.stages} iterations; TV, Wiener and RL (best stop) use oracle "
-        "(PSNR-best) parameters (TV: golden-section search on log(weight), {config.tv_evaluations} "
+        f"(PSNR-best) parameters (TV: golden-section search on log(weight), {config.tv_evaluations} "
         f"weights, each run to relative change 1e-5 or {config.tv_iterations} iterations); RL "
         "(discrepancy) stops by the discrepancy principle.")
     return metrics
