@@ -15,6 +15,15 @@ METHODS = ("dgm", "characteristic", "value_gradient")
 LABELS = {"dgm": "DGM", "characteristic": "characteristic", "value_gradient": "value-gradient"}
 
 
+def check_dims_and_steps(dims, steps=None) -> None:
+    """Config validation shared by the studies: positive dimensions and, when given, one positive
+    step count per dimension."""
+    if not dims or any(d < 1 for d in dims):
+        raise ValueError(f"dims must be positive ints, got {dims}")
+    if steps is not None and (len(steps) != len(dims) or any(s < 1 for s in steps)):
+        raise ValueError(f"steps must hold one positive int per entry of dims {dims}, got {steps}")
+
+
 def relative_l2(estimate: torch.Tensor, exact: torch.Tensor, mask: torch.Tensor | None = None) -> float:
     """``||estimate - exact|| / ||exact||`` over the rows in ``mask`` (NaN when ``mask`` is empty)."""
     if mask is not None:

@@ -20,7 +20,7 @@ from dlpde.shared import make_generator, new_figure, resolve_device
 from dlpde.shared.studies import Study
 
 from .._problems import min_of_quadratics_problem
-from ._common import LABELS, METHODS, CpuTimer, error_table, make_solver
+from ._common import LABELS, METHODS, CpuTimer, check_dims_and_steps, error_table, make_solver
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +43,7 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        if not self.dims or any(d < 1 for d in self.dims):
-            raise ValueError(f"dims must be positive ints, got {self.dims}")
-        if len(self.steps) != len(self.dims) or any(s < 1 for s in self.steps):
-            raise ValueError(
-                f"steps must hold one positive int per entry of dims {self.dims}, got {self.steps}"
-            )
+        check_dims_and_steps(self.dims, self.steps)
         unknown = [m for m in self.methods if m not in METHODS]
         if not self.methods or unknown:
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods}")

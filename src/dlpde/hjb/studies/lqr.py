@@ -19,7 +19,7 @@ from dlpde.shared.studies import Study
 
 from .._characteristics import characteristic_data_source
 from .._problems import lqr_problem
-from ._common import LABELS, METHODS, CpuTimer, error_table, make_solver
+from ._common import LABELS, METHODS, CpuTimer, check_dims_and_steps, error_table, make_solver
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,12 +40,7 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        if not self.dims or any(d < 1 for d in self.dims):
-            raise ValueError(f"dims must be positive ints, got {self.dims}")
-        if len(self.steps) != len(self.dims) or any(s < 1 for s in self.steps):
-            raise ValueError(
-                f"steps must hold one positive int per entry of dims {self.dims}, got {self.steps}"
-            )
+        check_dims_and_steps(self.dims, self.steps)
         if not self.methods or any(m not in METHODS for m in self.methods):
             raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods}")
         if not 0 < self.controls_fraction <= 1:

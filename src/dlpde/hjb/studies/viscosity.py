@@ -20,7 +20,7 @@ from dlpde.shared import make_generator, new_figure, resolve_device, train
 from dlpde.shared.studies import Study
 
 from .._problems import kink_problem
-from ._common import CpuTimer, make_solver, relative_l2
+from ._common import CpuTimer, check_dims_and_steps, make_solver, relative_l2
 
 METHODS = ("dgm", "characteristic", "characteristic_hopf_lax")
 LABELS = {
@@ -50,8 +50,7 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        if not self.dims or any(d < 1 for d in self.dims):
-            raise ValueError(f"dims must be positive ints, got {self.dims}")
+        check_dims_and_steps(self.dims)
         for name, allowed in (
             ("problems", PROBLEMS),
             ("methods", METHODS),
