@@ -11,10 +11,25 @@
 - citations: ``cite``
 - runs: ``RunDir`` and atomic writes; plotting: ``new_figure``, ``save_figure``
 - studies: ``Study``, ``execute``; kernels: ``KernelCheck`` (GPU check registry)
+- checks: the argument-checking vocabulary (``check_tensor``, ``check_int``, ``check_real``, ...)
 """
 
-from . import testing
+from . import checks, testing
 from .autodiff import divergence, gradient, hessian_vector_product, jacobian, laplacian
+from .checks import (
+    NonFiniteResultError,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_finite_result,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_probability,
+    check_real,
+    check_same_device,
+    check_tensor,
+)
 from .citations import cite
 from .device import resolve_device, resolve_dtype
 from .kernels import KernelCheck
@@ -42,4 +57,7 @@ __all__ = [
     "RunDir", "atomic_write_json", "atomic_write_text", "environment_info",
     "new_figure", "save_figure", "image_grid",
     "Study", "ConfigError", "execute", "KernelCheck",
+    "checks", "check_tensor", "check_int", "check_positive_int", "check_real", "check_positive",
+    "check_probability", "check_choice", "check_callable", "check_same_device", "check_bool",
+    "check_finite_result", "NonFiniteResultError",
 ]
