@@ -86,3 +86,90 @@ def test_bad_inputs():
         train([w], lambda s: w, 1, progress=False)
     with pytest.raises(ValueError, match="steps"):
         train([w], lambda s: w.sum(), -1, progress=False)
+
+
+def test_negative_grad_clip_and_bad_options_are_refused():
+    w = torch.ones(2, dtype=DT, requires_grad=True)
+    for kwargs, match in [({"grad_clip": -1.0}, "grad_clip"), ({"lr": float("nan")}, "lr"),
+                          ({"checkpoint_every": 0}, "checkpoint_every"), ({"progress": 3}, "progress"),
+                          ({"generators": [1]}, "generators"), ({"divergence_factor": 0.5}, "divergence_factor")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            train([w], lambda s: (w ** 2).sum(), 2, **kwargs)
+    before = w.detach().clone()
+    train([w], lambda s: (w ** 2).sum(), 5, lr=0.1, grad_clip=1.0, progress=False)
+    assert float((w ** 2).sum()) < float((before ** 2).sum())  # descent, not ascent
+
+
+def test_divergence_is_an_error_naming_the_stage_and_step():
+    from dlpde.shared.train import TrainingDivergedError
+
+    w = torch.ones(3, dtype=DT, requires_grad=True)
+    # gradient descent on w^4 with a huge step size blows up without overflowing at once
+    with pytest.raises(TrainingDivergedError, match=r"stage-x: loss .* at step \d+"):
+        train([w], lambda s: (w ** 4).sum(), 50, optimizer="sgd", lr=3.0, progress=False, desc="stage-x")
+
+
+def _noisy_quadratic(w, g):
+    def loss_fn(step):
+        target = torch.randn(w.shape, generator=g, dtype=DT)
+        return ((w - target) ** 2).sum()
+    return loss_fn
+
+
+def test_ctrl_c_then_resume_gives_exactly_the_uninterrupted_result(tmp_path):
+    import os
+    import signal
+
+    def fresh():
+        w = torch.zeros(4, dtype=DT, requires_grad=True)
+        return w, torch.Generator().manual_seed(3)
+
+    w, g = fresh()
+    reference = train([w], _noisy_quadratic(w, g), 40, lr=0.05, progress=False, generators=[g])
+    w_ref = w.detach().clone()
+
+    w, g = fresh()
+    inner = _noisy_quadratic(w, g)
+
+    def interrupting(step):
+        loss = inner(step)  # the generator has advanced inside this step
+        if step == 17:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C arrives in the middle of the step
+        return loss
+
+    ckpt = tmp_path / "ckpt.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train([w], interrupting, 40, lr=0.05, progress=False, generators=[g], checkpoint=ckpt,
+              checkpoint_every=1000)
+    w, g = fresh()
+    resumed = train([w], _noisy_quadratic(w, g), 40, lr=0.05, progress=False, generators=[g],
+                    checkpoint=ckpt)
+    assert torch.equal(w.detach(), w_ref)
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in reference]
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_a_malicious_checkpoint_is_refused(tmp_path, monkeypatch):
+    from dlpde.shared.runs import CorruptRunFolderError, RunDir
+
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"step": 1, "params": [_Payload()], "optimizer": {}, "history": []}, ckpt)
+    w = torch.zeros(2, dtype=DT, requires_grad=True)
+    with pytest.raises(CorruptRunFolderError, match="refusing to load"):
+        train([w], lambda s: (w ** 2).sum(), 3, progress=False, checkpoint=ckpt)
+    run = RunDir(tmp_path / "run", resume=True)
+    (run.path / "cache").mkdir()
+    torch.save(_Payload(), run.path / "cache" / "piece.pt")
+    with pytest.raises(CorruptRunFolderError, match="piece.pt"):
+        run.cached("piece", lambda: 1)
+    (run.path / "cache" / "garbled.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CorruptRunFolderError, match="corrupted"):
+        run.cached("garbled", lambda: 1)
+    assert not (tmp_path / "pwned.txt").exists()

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -37,13 +38,107 @@ __all__ = [
     "to_jsonable",
     "environment_info",
     "RunDir",
+    "load_torch_file",
+    "read_json_file",
+    "CorruptRunFolderError",
+    "clean_stale_temporaries",
 ]
+
+
+class CorruptRunFolderError(ValueError):
+    """A file of a run folder (config, metrics, checkpoint, cache) cannot be read safely.
+
+    Raised for truncated or garbled files and for checkpoints that would need to execute code
+    to load (anything beyond tensors, numbers, strings, containers and NumPy arrays). The message
+    names the file; deleting it makes ``--resume`` recompute that piece of work.
+    """
+
+
+def _numpy_safe_globals() -> list:
+    """NumPy types that ``torch.load(weights_only=True)`` may rebuild: arrays, dtypes, scalars."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # NumPy < 2
+        from numpy.core import multiarray
+    safe = [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype]
+    try:
+        import numpy.dtypes as dtypes
+
+        safe += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    except ImportError:  # pragma: no cover - NumPy < 1.25
+        pass
+    return safe
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "checkpoint"):
+    """``torch.load`` with ``weights_only=True``: a file that would run code is refused.
+
+    Tensors, Python numbers, strings, containers and NumPy arrays/scalars load; any other pickled
+    object (a class instance whose unpickling calls ``os.system``, say) raises
+    ``CorruptRunFolderError`` naming the file, as does a truncated or garbled file.
+    """
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_numpy_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        text = str(error)
+        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if match is None:
+            raise CorruptRunFolderError(f"cannot read {what} {path} (corrupted or not a torch file); "
+                                        "delete it to recompute") from None
+        raise CorruptRunFolderError(
+            f"refusing to load {what} {path}: it would call {match.group(1)} (only tensors, numbers, "
+            "strings, containers and NumPy arrays are loaded); delete it if you did not put it there") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError,
+            TypeError, KeyError, IndexError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise CorruptRunFolderError(f"cannot read {what} {path} (corrupted or truncated: "
+                                    f"{str(error).splitlines()[0][:160]}); delete it to recompute") from None
+
+
+def read_json_file(path: str | os.PathLike, what: str = "file"):
+    """``json.loads`` of a run-folder file; a garbled file raises ``CorruptRunFolderError``."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptRunFolderError(f"cannot read {what} {path}: not valid JSON ({error}); "
+                                    "delete it or the run folder to start again") from None
+
+
+def clean_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) -> int:
+    """Delete the ``.<name>.*.tmp`` files that an interrupted atomic write left in ``folder``.
+
+    Returns how many were removed. Called when a run folder is opened for resuming.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    pattern = "**/.*.tmp" if recursive else ".*.tmp"
+    removed = 0
+    for tmp in folder.glob(pattern):
+        if tmp.is_file():
+            try:
+                tmp.unlink()
+                removed += 1
+            except OSError:  # pragma: no cover - raced with another process
+                pass
+    return removed
 
 
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder + rename)."""
-    path = Path(path)
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    path = _check_path(path, "path")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a folder, expected a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -58,7 +153,19 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     return path
 
 
+def _check_path(path, name: str) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or isinstance(path, RunDir):
+        if isinstance(path, RunDir):
+            return path.path
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+    if str(path) == "":
+        raise ValueError(f"{name} must not be empty")
+    return Path(path)
+
+
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     return atomic_write_bytes(text.encode("utf-8"), path)
 
 
@@ -120,6 +227,17 @@ def environment_info(device=None, seed=None) -> dict:
     """Provenance of a run: versions, device, git commit, seed, command line, host and time."""
     import dlpde
 
+    if device is not None:
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+        from .device import resolve_device
+
+        device = resolve_device(device)
+    if seed is not None:
+        from .checks import check_int
+
+        seed = check_int(seed, "seed", minimum=0)
+
     info = {
         "dlpde": dlpde.__version__,
         "python": sys.version.split()[0],
@@ -157,9 +275,21 @@ class RunDir:
     """
 
     def __init__(self, path: str | os.PathLike, resume: bool = False, engine=None):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        self.resume = resume
+        from .checks import check_bool
+
+        self.path = _check_path(path, "path")
+        self.resume = check_bool(resume, "resume")
+        if engine is not None and not callable(getattr(engine, "map", None)):
+            raise TypeError("engine must have a map method (see dlpde.shared.engines), got "
+                            f"{type(engine).__name__}")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"cannot create the run folder {str(self.path)!r}: {error.strerror}") from None
+        if not os.access(self.path, os.W_OK):
+            raise ValueError(f"the run folder {str(self.path)!r} is not writable")
+        if self.resume:
+            clean_stale_temporaries(self.path)
         self.engine = engine
         self.sections: list[tuple[str, str]] = []
         self.figures: list[tuple[str, str]] = []
@@ -174,10 +304,17 @@ class RunDir:
         return f"RunDir({str(self.path)!r}, resume={self.resume})"
 
     # -- writing ---------------------------------------------------------------------------
+    def _file(self, name: str) -> Path:
+        if not isinstance(name, str) or not name or "/" in name.strip("/") and ".." in name:
+            raise ValueError(f"name must be a non-empty file name inside the run folder, got {name!r}")
+        return self.path / name
+
     def write_json(self, name: str, obj) -> Path:
+        self._file(name)
         return atomic_write_json(obj, self.path / name)
 
     def write_text(self, name: str, text: str) -> Path:
+        self._file(name)
         return atomic_write_text(text, self.path / name)
 
     def write_csv(self, name: str, rows: Iterable[Mapping]) -> Path:
@@ -230,7 +367,15 @@ class RunDir:
         skips finished tasks. The engine (``self.engine``; in-process and serial by default,
         a process pool or Ray when the runner is given ``--engine``) decides where tasks run.
         """
+        from .checks import check_callable
+
+        check_callable(function, "function")
+        if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Iterable):
+            raise TypeError(f"tasks must be a sequence of tasks, got {type(tasks).__name__}")
         tasks = list(tasks)
+        if keys is not None and (isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable)
+                                 or not all(isinstance(k, str) and k for k in keys)):
+            raise TypeError("keys must be a sequence of non-empty strings")
         keys = [f"task-{i}" for i in range(len(tasks))] if keys is None else list(keys)
         if len(keys) != len(tasks) or len(set(keys)) != len(keys):
             raise ValueError("keys must be unique and as many as tasks")
@@ -241,7 +386,7 @@ class RunDir:
         for i, key in enumerate(keys):
             target = folder / f"{key}.pt"
             if self.resume and target.exists():
-                results[i] = torch.load(target, map_location="cpu", weights_only=False)
+                results[i] = load_torch_file(target, "cached result")
             else:
                 todo.append(i)
         engine = self.engine
@@ -261,11 +406,16 @@ class RunDir:
         The value may be any ``torch.save``-able object (dicts of tensors and floats). A piece
         of work finished before a crash is thus never redone by ``--resume``.
         """
+        from .checks import check_callable
+
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"key must be a non-empty name without '/', got {key!r}")
+        check_callable(compute, "compute")
         folder = self.path / "cache"
         folder.mkdir(exist_ok=True)
         target = folder / f"{key}.pt"
         if self.resume and target.exists():
-            return torch.load(target, map_location="cpu", weights_only=False)
+            return load_torch_file(target, "cached result")
         value = compute()
         atomic_torch_save(value, target)
         return value

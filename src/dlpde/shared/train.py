@@ -14,20 +14,34 @@ an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 
-from .runs import atomic_torch_save
+from .checks import (
+    NonFiniteResultError,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_real,
+)
+from .runs import atomic_torch_save, load_torch_file
 
-__all__ = ["train", "NonFiniteLossError", "make_optimizer", "make_schedule"]
+__all__ = ["train", "NonFiniteLossError", "TrainingDivergedError", "make_optimizer", "make_schedule"]
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Raised when the loss or the gradient becomes NaN or infinite; names the step."""
+class TrainingDivergedError(NonFiniteResultError):
+    """Training diverged: the loss blew up (or became NaN/Inf). The message names the stage
+    (``desc``) and the step, and the checkpoint holds the last good state."""
+
+
+class NonFiniteLossError(TrainingDivergedError):
+    """Raised when the loss or the gradient becomes NaN or infinite; names the stage and step."""
 
 
 _OPTIMIZERS = {
@@ -44,10 +58,9 @@ def make_optimizer(params, optimizer="adam", lr=1e-3, weight_decay=0.0, **kwargs
     """An optimiser by name (``adam``, ``adamw``, ``sgd``, ``lbfgs``, ``rmsprop``) or factory."""
     if callable(optimizer) and not isinstance(optimizer, str):
         return optimizer(params)
-    if optimizer not in _OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)} or a callable, got {optimizer!r}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"lr must be positive and finite, got {lr}")
+    check_choice(optimizer, "optimizer", sorted(_OPTIMIZERS))
+    check_positive(lr, "lr")
+    check_positive(weight_decay, "weight_decay", allow_zero=True)
     if optimizer == "lbfgs":
         kwargs.setdefault("line_search_fn", "strong_wolfe")
         return torch.optim.LBFGS(params, lr=lr, **kwargs)
@@ -61,8 +74,9 @@ def make_schedule(optimizer, schedule, steps, final_lr_factor=0.01):
         return None
     if callable(schedule) and not isinstance(schedule, str):
         return schedule(optimizer)
-    if schedule not in _SCHEDULES:
-        raise ValueError(f"schedule must be one of {_SCHEDULES} or a callable, got {schedule!r}")
+    check_choice(schedule, "schedule", _SCHEDULES)
+    check_real(final_lr_factor, "final_lr_factor", 0.0, 1.0, strict_minimum=True)
+    check_int(steps, "steps", minimum=0)
     if schedule == "cosine":
         base = optimizer.param_groups[0]["lr"]
         return torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -81,21 +95,70 @@ def _parameter_list(parameters) -> list[torch.Tensor]:
     else:
         raise TypeError("parameters must be an nn.Module, a tensor or an iterable of tensors")
     if not params:
-        raise ValueError("there are no trainable parameters")
+        raise ValueError("parameters: there are no trainable parameters")
     for p in params:
-        if not isinstance(p, torch.Tensor) or not p.requires_grad:
-            raise ValueError("every parameter must be a tensor with requires_grad=True")
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"parameters must be tensors, got {type(p).__name__}")
+        if not p.is_floating_point() or not p.requires_grad:
+            raise ValueError("parameters: every parameter must be a floating-point tensor with "
+                             "requires_grad=True")
+        if not bool(torch.isfinite(p.detach()).all()):
+            raise ValueError("parameters: the initial parameters hold NaN/Inf")
     return params
 
 
 def _unpack(out):
-    if isinstance(out, tuple):
+    if isinstance(out, tuple) and len(out) == 2:
         loss, metrics = out
     else:
         loss, metrics = out, {}
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        raise ValueError("loss_fn must return a scalar tensor or (scalar tensor, metrics dict)")
+    if not isinstance(loss, torch.Tensor) or not loss.is_floating_point():
+        raise TypeError("loss_fn must return a scalar floating-point tensor or (scalar tensor, metrics dict)")
+    if loss.numel() != 1:
+        raise ValueError(f"loss_fn must return a scalar tensor, got shape {tuple(loss.shape)}")
+    if not isinstance(metrics, dict):
+        raise TypeError(f"loss_fn's metrics must be a dict, got {type(metrics).__name__}")
+    if not loss.requires_grad:
+        raise ValueError("loss_fn returned a loss that does not depend on the parameters (no grad)")
     return loss.reshape(()), metrics
+
+
+class _DeferredInterrupt:
+    """Hold Ctrl-C (SIGINT) until the current optimiser step has finished.
+
+    A second Ctrl-C interrupts at once. Outside the main thread (where signal handlers cannot be
+    installed) nothing is deferred; the loop then saves the state of the last finished step.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+            except (ValueError, OSError):  # pragma: no cover
+                self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        import signal
+
+        if self.requested:  # second Ctrl-C: stop now
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _float(v):
@@ -122,6 +185,7 @@ def train(
     log_every: int = 1,
     callback: Callable[[int, dict], bool | None] | None = None,
     optimizer_kwargs: dict | None = None,
+    divergence_factor: float | None = 1e4,
 ) -> list[dict]:
     """Minimise ``loss_fn(step)`` for ``steps`` optimiser steps; return the history.
 
@@ -138,20 +202,53 @@ def train(
         generators: generators whose states are saved in and restored from the checkpoint.
         callback: ``callback(step, record)``; returning ``True`` stops training early (e.g.
             early stopping on a validation metric).
+        divergence_factor: raise ``TrainingDivergedError`` (naming ``desc`` and the step) when a
+            positive loss exceeds this many times the first step's loss; ``None`` disables it.
+
+    Ctrl-C is held until the step in progress has finished (a second Ctrl-C stops at once), so
+    the checkpoint written on interrupt is that of a finished step and ``resume`` continues
+    exactly as an uninterrupted run would (same generator states, same optimiser state).
 
     History rows hold ``step``, ``loss``, ``lr``, ``grad_norm`` and the metrics of ``loss_fn``,
     every ``log_every`` steps and at the last step.
     """
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    if checkpoint_every < 1 or log_every < 1:
-        raise ValueError("checkpoint_every and log_every must be >= 1")
+    steps = check_int(steps, "steps", minimum=0)
+    check_callable(loss_fn, "loss_fn")
+    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
+    log_every = check_positive_int(log_every, "log_every")
+    check_positive(lr, "lr")
+    if grad_clip is not None:
+        grad_clip = check_positive(grad_clip, "grad_clip")
+    if divergence_factor is not None:
+        divergence_factor = check_real(divergence_factor, "divergence_factor", minimum=1.0,
+                                       strict_minimum=True)
+    check_bool(resume, "resume")
+    check_bool(progress, "progress")
+    if not isinstance(desc, str):
+        raise TypeError(f"desc must be a str, got {type(desc).__name__}")
+    if callback is not None:
+        check_callable(callback, "callback")
+    if optimizer_kwargs is not None and not isinstance(optimizer_kwargs, dict):
+        raise TypeError(f"optimizer_kwargs must be a dict or None, got {type(optimizer_kwargs).__name__}")
+    if isinstance(generators, torch.Generator):
+        generators = (generators,)
+    if not isinstance(generators, Iterable) or not all(isinstance(g, torch.Generator) for g in generators):
+        raise TypeError("generators must be a sequence of torch.Generator")
+    generators = list(generators)
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError("checkpoint must be a path (str or os.PathLike) or None, got "
+                        f"{type(checkpoint).__name__}")
     params = _parameter_list(parameters)
     opt = make_optimizer(params, optimizer, lr, weight_decay, **(optimizer_kwargs or {}))
     sched = make_schedule(opt, schedule, steps, final_lr_factor)
     history: list[dict] = []
     start = 0
+    reference = None  # the first step's loss, for the divergence test
     path = Path(checkpoint) if checkpoint is not None else None
+    step_done = 0
+    # generator states at the start of the step in progress: a checkpoint written on Ctrl-C or on
+    # a non-finite loss must not hold states advanced by the unfinished step
+    boundary_states = [g.get_state() for g in generators]
 
     def state():
         return {
@@ -160,11 +257,14 @@ def train(
             "optimizer": opt.state_dict(),
             "schedule": sched.state_dict() if sched is not None else None,
             "history": history,
-            "generators": [g.get_state() for g in generators],
+            "generators": boundary_states,
+            "reference_loss": reference,
         }
 
     if path is not None and resume and path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = load_torch_file(path, "training checkpoint")
+        if not isinstance(saved, dict) or not {"step", "params", "optimizer", "history"} <= set(saved):
+            raise ValueError(f"checkpoint {path} is not a dlpde training checkpoint")
         if len(saved["params"]) != len(params) or any(
                 s.shape != p.shape for s, p in zip(saved["params"], params)):
             raise ValueError(f"checkpoint {path} does not match the parameters being trained")
@@ -178,21 +278,28 @@ def train(
             g.set_state(s)
         history = saved["history"]
         start = saved["step"]
+        reference = saved.get("reference_loss")
+        boundary_states = [g.get_state() for g in generators]
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=steps, initial=start, desc=desc, disable=None if progress else True,
                leave=False, dynamic_ncols=True)
     step_done = start
+    interrupt = _DeferredInterrupt()
     try:
+        interrupt.__enter__()
         for step in range(start, steps):
+            if interrupt.requested:
+                raise KeyboardInterrupt
             metrics_holder = {}
 
             def closure():
                 opt.zero_grad(set_to_none=True)
                 loss, metrics = _unpack(loss_fn(step))
                 if not bool(torch.isfinite(loss.detach())):
-                    raise NonFiniteLossError(f"loss is {float(loss.detach())} at step {step}")
+                    raise NonFiniteLossError(f"{desc}: loss is {float(loss.detach())} at step {step}; "
+                                             "training diverged (try a smaller lr)")
                 loss.backward()
                 metrics_holder["loss"] = loss.detach()
                 metrics_holder["metrics"] = metrics
@@ -212,12 +319,22 @@ def train(
                         torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
                         else torch.zeros(())
                 if not bool(torch.isfinite(grad_norm)):
-                    raise NonFiniteLossError(f"gradient norm is {float(grad_norm)} at step {step}")
+                    raise NonFiniteLossError(f"{desc}: gradient norm is {float(grad_norm)} at step {step}; "
+                                             "training diverged (try a smaller lr)")
                 opt.step()
             if sched is not None:
                 sched.step()
             step_done = step + 1
+            boundary_states = [g.get_state() for g in generators]
             loss_value = float(metrics_holder["loss"])
+            if reference is None:
+                reference = loss_value
+            elif (divergence_factor is not None and reference > 0
+                  and loss_value > divergence_factor * reference):
+                step_done = step  # the state after this step is not a good one to keep
+                raise TrainingDivergedError(
+                    f"{desc}: loss {loss_value:.3g} at step {step} is more than {divergence_factor:g} times "
+                    f"the first step's {reference:.3g}; training diverged (try a smaller lr)")
             record = None
             if step % log_every == 0 or step_done == steps:
                 record = {"step": step, "loss": loss_value, "lr": opt.param_groups[0]["lr"],
@@ -230,11 +347,16 @@ def train(
                 atomic_torch_save(state(), path)
             if callback is not None and callback(step, record or {"step": step, "loss": loss_value}):
                 break
-    except (KeyboardInterrupt, NonFiniteLossError):
+    except KeyboardInterrupt:
+        if path is not None:
+            atomic_torch_save(state(), path)
+        raise
+    except NonFiniteLossError:
         if path is not None:
             atomic_torch_save(state(), path)
         raise
     finally:
+        interrupt.__exit__(None, None, None)
         bar.close()
     if path is not None:
         atomic_torch_save(state(), path)
