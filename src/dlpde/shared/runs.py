@@ -86,7 +86,7 @@ def load_torch_file(path: str | os.PathLike, what: str = "checkpoint"):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         text = str(error)
-        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        match = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", text)
         if match is None:
             raise CorruptRunFolderError(f"cannot read {what} {path} (corrupted or not a torch file); "
                                         "delete it to recompute") from None
