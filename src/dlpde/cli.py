@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import os
 import re
 import sys
 import time
@@ -21,7 +22,10 @@ from pathlib import Path
 
 from . import __version__
 from ._registry import THREADS, discover_studies
+from .shared.checks import NonFiniteResultError
+from .shared.runs import CorruptRunFolderError
 from .shared.studies import PRESETS, ConfigError, execute, flatten_metrics
+from .shared.train import TrainingDivergedError
 
 
 class UsageError(Exception):
@@ -113,8 +117,8 @@ def _seed(text):
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    if not 0 <= value <= 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer below 2**63, got {text!r}")
     return value
 
 
@@ -321,6 +325,11 @@ def _cmd_tour(studies, args) -> int:
     return 1 if failures else 0
 
 
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
 def main(argv=None, extra_modules=()) -> int:
     parser = _parser()
     try:
@@ -341,6 +350,25 @@ def main(argv=None, extra_modules=()) -> int:
         return handler()
     except (UsageError, ConfigError) as error:
         print(f"dlpde: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDivergedError as error:
+        print(f"dlpde: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except NonFiniteResultError as error:
+        print(f"dlpde: error: a computation diverged: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except CorruptRunFolderError as error:
+        print(f"dlpde: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a path that cannot be read or written
+        where = f" {error.filename!r}" if getattr(error, "filename", None) else ""
+        print(f"dlpde: error: cannot use{where}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as error:  # a bad value that reached a library check
+        if os.environ.get("DLPDE_DEBUG"):
+            raise
+        print(f"dlpde: error: {type(error).__name__}: {_one_line(error)} "
+              "(set DLPDE_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dlpde: interrupted; finished work is kept (use --resume to continue)",

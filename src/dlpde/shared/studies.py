@@ -22,13 +22,22 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from .checks import check_callable
 from .citations import cite
-from .runs import RunDir, atomic_write_json, environment_info, to_jsonable
+from .runs import (
+    CorruptRunFolderError,
+    RunDir,
+    atomic_write_json,
+    environment_info,
+    read_json_file,
+    to_jsonable,
+)
 
 __all__ = ["Study", "ConfigError", "PRESETS", "parse_overrides", "make_config", "execute",
            "render_report", "flatten_metrics"]
 
 PRESETS = ("smoke", "quick", "full", "paper")
+MAX_SEED = 2**63 - 1
 _NAME = re.compile(r"^[a-z]+\.[a-z0-9_]+$")
 
 
@@ -44,6 +53,10 @@ class Study:
     ``citations`` are keys of ``references.bib``; ``in_tour`` marks the studies ``dlpde tour``
     runs (the thread's headline study). ``grid`` optionally names a function
     ``grid(config) -> list[dict]`` of sub-configurations for studies whose work is a grid.
+    ``headline`` optionally maps the run's metrics (as in ``metrics.json``) to the study's
+    headline for the reports: one sentence of what it shows, the headline numbers against the
+    exact answer or a peer with their targets, the quick preset's expectation, the full preset's
+    measured numbers and the main figure (see ``dlpde.shared.report``).
     """
 
     name: str
@@ -53,8 +66,11 @@ class Study:
     run: Callable
     citations: Sequence[str] = ()
     in_tour: bool = False
+    headline: Callable[[Mapping], dict] | None = None
 
     def __post_init__(self):
+        if self.headline is not None:
+            check_callable(self.headline, f"{self.name}: headline")
         if not _NAME.match(self.name):
             raise ValueError(f"study name must look like 'thread.study', got {self.name!r}")
         if not (dataclasses.is_dataclass(self.config) and self.config.__dataclass_params__.frozen):
@@ -169,15 +185,29 @@ def make_config(study: Study, preset: str = "quick", overrides=(), seed: int | N
                           f"{', '.join(study.presets)}")
     values = parse_overrides(study.config, overrides)
     if seed is not None:
-        if not isinstance(seed, int) or seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}")
         values["seed"] = seed
+    if "seed" in values and (isinstance(values["seed"], bool) or not isinstance(values["seed"], int)
+                             or not 0 <= values["seed"] <= MAX_SEED):
+        raise ConfigError(f"seed must be an integer in [0, 2**63 - 1], got {values['seed']!r}")
+    if "device" in values:
+        _check_device(values["device"])
     if device is not None:
         values["device"] = device
     try:
         return dataclasses.replace(study.presets[preset], **values)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{study.name}: {error}") from None
+
+
+def _check_device(device) -> None:
+    from .device import resolve_device
+
+    try:
+        resolve_device(device)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ConfigError(f"device={device!r}: {error}") from None
 
 
 def _next_folder(base: Path, resume: bool) -> Path:
@@ -251,33 +281,57 @@ def execute(study: Study, preset: str = "quick", overrides=(), seed: int = 0,
     """
     from .device import resolve_device
 
+    overridden = parse_overrides(study.config, overrides)
+    if "device" in overridden:  # --set device=... is the same as --device
+        device = overridden["device"]
     try:
         resolved = resolve_device(device)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(str(error)) from None
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ConfigError(f"device={device!r}: {error}") from None
     config = make_config(study, preset, overrides, seed, resolved.type)
     base = Path(out) / study.name / f"{preset}-seed{config.seed}"
     path = Path(folder) if folder is not None else _next_folder(base, resume)
     run = RunDir(path, resume=resume, engine=engine)
     config_json = to_jsonable(config)
+    timing_file = path / "timing.json"
+    spent = {"seconds": 0.0, "cpu_seconds": 0.0, "attempts": 0}
     if resume and (path / "config.json").exists():
-        import json
-
-        previous = json.loads((path / "config.json").read_text())
+        previous = read_json_file(path / "config.json", "config")
         if previous != config_json:
-            changed = sorted(k for k in config_json if previous.get(k) != config_json[k])
+            changed = sorted(k for k in config_json if not isinstance(previous, dict)
+                             or previous.get(k) != config_json[k])
             raise ConfigError(f"cannot resume {path}: its config differs in {', '.join(changed)}")
         if (path / "metrics.json").exists():
-            return run, json.loads((path / "metrics.json").read_text())
+            metrics = read_json_file(path / "metrics.json", "metrics")
+            if not isinstance(metrics, dict):
+                raise CorruptRunFolderError(f"cannot read metrics {path / 'metrics.json'}: not a JSON object")
+            return run, metrics
+        if timing_file.exists():
+            saved = read_json_file(timing_file, "timing")
+            if isinstance(saved, dict):
+                spent.update({k: saved[k] for k in spent if isinstance(saved.get(k), (int, float))})
     atomic_write_json(config_json, path / "config.json")
     atomic_write_json(environment_info(resolved, config.seed), path / "env.json")
-    start = time.perf_counter()
-    metrics = study.run(config, run)
-    seconds = time.perf_counter() - start
+    wall, cpu = time.perf_counter(), time.process_time()
+
+    def account():  # time of every attempt adds up: a resumed run reports its whole cost
+        return {"seconds": spent["seconds"] + time.perf_counter() - wall,
+                "cpu_seconds": spent["cpu_seconds"] + time.process_time() - cpu,
+                "attempts": spent["attempts"] + 1}
+
+    try:
+        metrics = study.run(config, run)
+    except BaseException:
+        atomic_write_json(account(), timing_file)
+        raise
+    total = account()
+    atomic_write_json(total, timing_file)
+    seconds = total["seconds"]
     if not isinstance(metrics, Mapping):
         raise TypeError(f"{study.name}.run must return a dict of metrics, got {type(metrics).__name__}")
     metrics = dict(metrics)
     metrics.setdefault("seconds", seconds)
+    metrics.setdefault("total_cpu_seconds", total["cpu_seconds"])
     run.write_text("references.bib", cite(*study.citations))
     run.write_text("report.md", render_report(study, config, metrics, run, seconds))
     atomic_write_json(metrics, path / "metrics.json")
