@@ -92,7 +92,8 @@ def test_negative_grad_clip_and_bad_options_are_refused():
     w = torch.ones(2, dtype=DT, requires_grad=True)
     for kwargs, match in [({"grad_clip": -1.0}, "grad_clip"), ({"lr": float("nan")}, "lr"),
                           ({"checkpoint_every": 0}, "checkpoint_every"), ({"progress": 3}, "progress"),
-                          ({"generators": [1]}, "generators"), ({"divergence_factor": 0.5}, "divergence_factor")]:
+                          ({"generators": [1]}, "generators"),
+                          ({"divergence_factor": 0.5}, "divergence_factor")]:
         with pytest.raises((ValueError, TypeError), match=match):
             train([w], lambda s: (w ** 2).sum(), 2, **kwargs)
     before = w.detach().clone()

@@ -92,7 +92,8 @@ def load_torch_file(path: str | os.PathLike, what: str = "checkpoint"):
                                         "delete it to recompute") from None
         raise CorruptRunFolderError(
             f"refusing to load {what} {path}: it would call {match.group(1)} (only tensors, numbers, "
-            "strings, containers and NumPy arrays are loaded); delete it if you did not put it there") from None
+            "strings, containers and NumPy arrays are loaded); delete it if you did not put it there"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError,
             TypeError, KeyError, IndexError) as error:
         if isinstance(error, FileNotFoundError):
