@@ -3,7 +3,7 @@ the accuracy columns are)."""
 
 import json
 
-from benchmarks import symmetry_laplacian, symmetry_vmc
+from benchmarks import symmetry_laplacian, symmetry_sr, symmetry_vmc
 
 from dlpde.shared.kernels import compare_kernel
 from dlpde.symmetry._kernels import KERNELS
@@ -23,6 +23,15 @@ def test_vmc_benchmark_tiny(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert {r["ansatz"] for r in rows} == {"explicit", "slater_jastrow", "backflow", "vandermonde"}
     assert all(r["local_energies_per_second"] > 0 for r in rows)
+
+
+def test_sr_benchmark_tiny(tmp_path):
+    out = tmp_path / "sr.json"
+    assert symmetry_sr.main(["--tiny", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["walkers"] < row["parameters"]
+    assert row["kernel_relative_difference"] < 1e-10  # the kernel solve is the converged SR update
+    assert row["kernel_residual"] < 1e-10
 
 
 def test_gpu_check_kernels_tiny_on_cpu():

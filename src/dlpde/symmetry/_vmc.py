@@ -8,8 +8,12 @@ is the mean local energy ``E_L = H psi / psi`` and its gradient the variance-red
 
 whose variance vanishes at an eigenstate. Optimisers: Adam (through ``dlpde.shared.train``), or
 stochastic reconfiguration (Sorella 1998), the natural gradient ``delta = (S + lambda I)^{-1} g``
-with ``S = E[(O - E O)(O - E O)^T]``, ``O = grad_theta log|psi|``, solved by conjugate gradients
-from the per-walker ``O`` (``S`` itself is never formed) and applied by SGD.
+with ``S = E[(O - E O)(O - E O)^T]``, ``O = grad_theta log|psi|``, applied by SGD. With fewer
+walkers than parameters the solve happens in sample space (minSR / the kernel trick, Chen & Heyl
+2024; Rende et al. 2024): ``delta = A^T (A A^T + lambda I)^{-1} b`` with ``A = (O - E O) / sqrt(n)``,
+a Cholesky solve of an ``n x n`` system, identical to the parameter-space solution by the
+push-through identity ``(A^T A + lambda)^{-1} A^T = A^T (A A^T + lambda)^{-1}``; otherwise by
+conjugate gradients from the per-walker ``O`` (``S`` itself is never formed).
 Energy estimates carry autocorrelation-corrected error bars (Flyvbjerg-Petersen blocking).
 """
 
@@ -25,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, grad, vmap
 
-from dlpde.shared import MetropolisWalkers, NonFiniteLossError, make_generator, spawn_seed, train
+from dlpde.shared import MetropolisWalkers, check_choice, NonFiniteLossError, make_generator, spawn_seed, train
 from dlpde.shared.mcmc import blocking_standard_error, integrated_autocorrelation_time
 from dlpde.shared.runs import atomic_torch_save
 
@@ -34,7 +38,8 @@ from ._hamiltonian import ManyBodyHamiltonian, local_energy
 __all__ = ["VMC", "EnergyEstimate", "energy_estimate"]
 
 _OPTIMIZERS = ("adam", "sr")
-_LAPLACIANS = ("exact", "hutchinson")
+_LAPLACIANS = ("exact", "hutchinson", "forward")
+_SR_SOLVERS = ("auto", "kernel", "cg")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +136,8 @@ class VMC:
         laplacian, hutchinson_samples: exact local energy or Hutchinson's estimate.
         sr_shift: diagonal shift ``lambda`` of ``S``; sr_iterations, sr_tolerance: of CG;
             sr_chunk_size: walkers per chunk of the per-sample gradients (bounds memory);
+            sr_solver: ``"kernel"`` (sample-space Cholesky solve, minSR), ``"cg"`` (conjugate gradients
+            in parameter space) or ``"auto"`` (kernel when walkers < parameters, else CG);
             sr_max_step: trust region, the largest Fubini-Study length ``lr sqrt(delta^T S delta)``
             of one update (the standard deviation over walkers of the change of ``log|psi|``).
         clip_local_energy: in the gradient only, clip ``E_L`` to ``median +- c * mean|E_L - median|``
@@ -148,7 +155,7 @@ class VMC:
                  steps_per_iteration: int = 10, burn_in: int = 500, step_size: float = 0.5,
                  laplacian: str = "exact", hutchinson_samples: int = 4, sr_shift: float = 1e-3,
                  sr_iterations: int = 100, sr_tolerance: float = 1e-6, sr_chunk_size: int | None = None,
-                 sr_max_step: float = 0.3,
+                 sr_max_step: float = 0.3, sr_solver: str = "auto",
                  clip_local_energy: float | None = 5.0,
                  initial_width: float = 1.0, max_walker_distance: float = 1e3, generator=0):
         if not isinstance(hamiltonian, ManyBodyHamiltonian):
@@ -159,6 +166,7 @@ class VMC:
             raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
         if laplacian not in _LAPLACIANS:
             raise ValueError(f"laplacian must be one of {_LAPLACIANS}, got {laplacian!r}")
+        check_choice(sr_solver, "sr_solver", _SR_SOLVERS)
         for name, value, low in (("n_walkers", n_walkers, 2), ("steps_per_iteration", steps_per_iteration, 1),
                                  ("burn_in", burn_in, 0), ("hutchinson_samples", hutchinson_samples, 1),
                                  ("sr_iterations", sr_iterations, 1)):
@@ -181,6 +189,7 @@ class VMC:
         self.sr_shift, self.sr_iterations, self.sr_tolerance = sr_shift, sr_iterations, sr_tolerance
         self.sr_chunk_size = sr_chunk_size
         self.sr_max_step = sr_max_step
+        self.sr_solver = sr_solver
         self.clip_local_energy = clip_local_energy
         self.max_walker_distance = max_walker_distance
         self.parameters = [p for p in wavefunction.parameters() if p.requires_grad]
@@ -278,27 +287,49 @@ class VMC:
         return torch.cat([per_walker[n].reshape(x.shape[0], -1) for n in names], 1)
 
     def natural_gradient(self, x: torch.Tensor, energies: torch.Tensor):
-        """Stochastic reconfiguration: ``delta = (S + lambda I)^{-1} g`` by conjugate gradients.
+        """Stochastic reconfiguration: ``delta = (S + lambda I)^{-1} g``.
 
-        ``g = 2 mean_b (E_L - mean E_L) O_b`` and ``S v = mean_b (O_b - mean O)((O_b - mean O) . v)``
-        with ``O`` from ``log_derivatives``: ``S`` (parameters x parameters) is never formed, each
-        CG step costs two products with the centred ``O`` (memory and time ``O(walkers x
-        parameters)``). The update ``lr delta`` is then shortened, if needed, to the Fubini-Study
-        length ``lr sqrt(delta^T S delta) <= sr_max_step`` (a trust region against the huge steps
-        an ill-conditioned ``S`` gives far from the optimum). Returns ``(delta shaped like the
-        parameters, CG iterations, relative residual, Fubini-Study length of the update)``.
+        ``g = 2 mean_b (E_L - mean E_L) O_b`` and ``S = mean_b (O_b - mean O)(O_b - mean O)^T`` with
+        ``O`` from ``log_derivatives``; ``S`` (parameters x parameters) is never formed. Solvers
+        (``sr_solver``): ``"kernel"`` (minSR): with ``A = (O - mean O) / sqrt(n)`` and
+        ``b = 2 (E_L - mean E_L) / sqrt(n)``, ``g = A^T b`` and ``delta = A^T (A A^T + lambda I)^{-1} b``
+        exactly (push-through identity), one ``n x n`` Cholesky solve, time ``O(n^2 P)``;
+        ``"cg"``: conjugate gradients on ``S + lambda I`` (two products with ``A`` per iteration,
+        ``O(n P)`` each); ``"auto"``: the kernel when ``n < P``. The update ``lr delta`` is then
+        shortened, if needed, to the Fubini-Study length ``lr sqrt(delta^T S delta) <= sr_max_step``
+        (a trust region against the huge steps an ill-conditioned ``S`` gives far from the
+        optimum). Returns ``(delta shaped like the parameters, CG iterations (0 for the kernel),
+        relative residual of (S + lambda I) delta = g, Fubini-Study length of the update)``.
         """
         with torch.no_grad():
             o = self.log_derivatives(x)
             o = o - o.mean(0)
-            batch = x.shape[0]
+            batch, n_parameters = o.shape
             gradient = 2.0 * (self._clipped_deviation(energies.detach()) @ o) / batch
 
             def apply(v):
                 return (o @ v) @ o / batch + self.sr_shift * v
 
-            delta, iterations, residual = conjugate_gradient(apply, gradient, self.sr_iterations,
-                                                             self.sr_tolerance)
+            solver = self.sr_solver
+            if solver == "auto":
+                solver = "kernel" if batch < n_parameters else "cg"
+            if solver == "kernel":
+                deviation = 2.0 * self._clipped_deviation(energies.detach()) / batch
+                kernel = o @ o.T / batch
+                kernel.diagonal().add_(self.sr_shift)
+                factor, info = torch.linalg.cholesky_ex(kernel)
+                if int(info) == 0:
+                    coefficients = torch.cholesky_solve(deviation.unsqueeze(-1), factor).squeeze(-1)
+                else:  # numerically indefinite (low precision): a symmetric eigen-solve instead
+                    values, vectors = torch.linalg.eigh(kernel)
+                    coefficients = vectors @ ((vectors.T @ deviation) / values.clamp_min(self.sr_shift))
+                delta = coefficients @ o
+                iterations = 0
+                residual = float(torch.linalg.vector_norm(apply(delta) - gradient)
+                                 / torch.linalg.vector_norm(gradient).clamp_min(1e-300))
+            else:
+                delta, iterations, residual = conjugate_gradient(apply, gradient, self.sr_iterations,
+                                                                 self.sr_tolerance)
             length = self.lr * float(torch.sqrt(((o @ delta) ** 2).mean()))
             if length > self.sr_max_step:
                 delta = delta * (self.sr_max_step / length)
