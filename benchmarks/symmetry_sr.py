@@ -88,9 +88,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     walkers, hidden, repeats = (32, (16,), 1) if args.tiny else (1000, (64, 64), 3)
     row = measure(walkers, hidden, repeats)
-    print(f"{row['parameters']} parameters, {row['walkers']} walkers, float64; O = per-walker log-derivatives "
-          f"({row['log_derivative_seconds']:.3f} s, included in both)")
-    print(f"{'solver':<8} {'s/step':>8} {'solve s':>8} {'CG its':>7} {'residual':>9} {'rel. diff to ref':>16}")
+    print(f"{row['parameters']} parameters, {row['walkers']} walkers, float64; O = per-walker "
+          f"log-derivatives ({row['log_derivative_seconds']:.3f} s, included in both)")
+    print(f"{'solver':<8} {'s/step':>8} {'solve s':>8} {'CG its':>7} {'residual':>9} "
+          f"{'rel. diff to ref':>16}")
     for solver in ("cg", "kernel"):
         print(f"{solver:<8} {row[solver + '_seconds']:>8.3f} {row[solver + '_solve_seconds']:>8.3f} "
               f"{row[solver + '_iterations']:>7} {row[solver + '_residual']:>9.1e} "

@@ -29,7 +29,14 @@ from pathlib import Path
 import torch
 from torch.func import functional_call, grad, vmap
 
-from dlpde.shared import MetropolisWalkers, check_choice, NonFiniteLossError, make_generator, spawn_seed, train
+from dlpde.shared import (
+    MetropolisWalkers,
+    NonFiniteLossError,
+    check_choice,
+    make_generator,
+    spawn_seed,
+    train,
+)
 from dlpde.shared.mcmc import blocking_standard_error, integrated_autocorrelation_time
 from dlpde.shared.runs import atomic_torch_save
 
