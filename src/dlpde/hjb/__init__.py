@@ -2,7 +2,9 @@
 
 - Hamiltonians: ``Hamiltonian`` (``from_function``), ``QuadraticHamiltonian``,
   ``NormHamiltonian``, ``LQRHamiltonian``.
-- Exact references: ``hopf_lax_value``; ``HJProblem`` with the closed forms
+- Exact references: ``hopf_lax_min_of_convex`` (``g = min_k g_k`` convex pieces, e.g.
+  ``QuadraticPieces``), ``hopf_lax_value`` (multi-start, any ``g``); ``hopf_value``
+  (the Hopf formula for convex ``g``); ``HJProblem`` with the closed forms
   ``min_of_quadratics_problem``, ``kink_problem``, ``lqr_problem`` (``RiccatiSolution``).
 - Characteristics: ``characteristics``, ``backward_characteristics``.
 - Neural solvers with one ``fit`` / ``value`` / ``gradient`` interface: ``DGMSolver``,
@@ -28,9 +30,17 @@ from ._control import (
     value_feedback,
 )
 from ._hamiltonians import Hamiltonian, LQRHamiltonian, NormHamiltonian, QuadraticHamiltonian
-from ._hopf_lax import hopf_lax_value
+from ._hopf import hopf_value
+from ._hopf_lax import hopf_lax_min_of_convex, hopf_lax_value
 from ._networks import DGMNetwork, ValueNetwork
-from ._problems import HJProblem, RiccatiSolution, kink_problem, lqr_problem, min_of_quadratics_problem
+from ._problems import (
+    HJProblem,
+    QuadraticPieces,
+    RiccatiSolution,
+    kink_problem,
+    lqr_problem,
+    min_of_quadratics_problem,
+)
 from ._solvers import CharacteristicSolver, DGMSolver, ValueGradientSolver
 
 __all__ = [
@@ -39,6 +49,9 @@ __all__ = [
     "NormHamiltonian",
     "LQRHamiltonian",
     "hopf_lax_value",
+    "hopf_lax_min_of_convex",
+    "hopf_value",
+    "QuadraticPieces",
     "HJProblem",
     "min_of_quadratics_problem",
     "kink_problem",

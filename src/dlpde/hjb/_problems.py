@@ -27,11 +27,19 @@ from collections.abc import Callable, Mapping
 
 import torch
 
+from dlpde.shared.checks import check_int, check_tensor
 from dlpde.shared.random import make_generator
 
 from ._hamiltonians import Hamiltonian, LQRHamiltonian, QuadraticHamiltonian, _symmetric_psd
 
-__all__ = ["HJProblem", "min_of_quadratics_problem", "kink_problem", "lqr_problem", "RiccatiSolution"]
+__all__ = [
+    "HJProblem",
+    "QuadraticPieces",
+    "min_of_quadratics_problem",
+    "kink_problem",
+    "lqr_problem",
+    "RiccatiSolution",
+]
 
 
 def _check_points(x: torch.Tensor, dim: int | None = None, name: str = "x") -> None:
@@ -164,11 +172,22 @@ class _MinOfQuadratics:
     when every ``Q_k`` and ``M`` are diagonal)."""
 
     def __init__(self, centres, precisions, offsets, mass):
-        self.centres, self.offsets = centres, offsets
+        self.centres, self.offsets, self.mass = centres, offsets, mass
         diagonal = lambda m: bool(
             (m - torch.diag_embed(torch.diagonal(m, dim1=-2, dim2=-1))).abs().max() == 0
         )  # noqa: E731
         self.diagonal = diagonal(precisions) and diagonal(mass)
+        # Isotropic branches (Q_k = q_k I, M = m I): u_k = s_k(t) |x - a_k|^2/2 + c_k with
+        # s_k = q_k/(1 + t q_k m) and |x - a_k|^2 = |x|^2 - 2 x.a_k + |a_k|^2, one (B, d) x (d, K)
+        # matrix product per call instead of a (B, K, d) tensor (about 1e6-1e7 points/s at d = 100).
+        self.isotropic = False
+        if self.diagonal:
+            q = torch.diagonal(precisions, dim1=-2, dim2=-1)
+            m = torch.diagonal(mass)
+            if bool((q == q[:, :1]).all()) and bool((m == m[0]).all()):
+                self.isotropic = True
+                self.scalar_precisions, self.scalar_mass = q[:, 0].clone(), float(m[0])
+                self.centre_norms_sq = (centres * centres).sum(-1)
         if self.diagonal:  # T_k = diag(sqrt(q_k)), Lambda_k = q_k * diag(M): O(K d) per point
             q = torch.diagonal(precisions, dim1=-2, dim2=-1)
             self.transforms, self.eigenvalues = q.sqrt(), q * torch.diagonal(mass)
@@ -201,15 +220,71 @@ class _MinOfQuadratics:
             return values, scaled * self.transforms.to(x)
         return values, torch.einsum("kji,bkj->bki", self.transforms.to(x), scaled)
 
+    def hopf_lax(self, x, t, gradient: bool = True, minimiser: bool = True, chunk: int = 1024):
+        """``(value, gradient, minimiser y = x - t M grad u, branch)`` in row chunks that stay in the
+        cache (one pass over ``x`` from memory instead of one per tensor operation)."""
+        value = torch.empty(x.shape[0], dtype=x.dtype, device=x.device)
+        branch = torch.empty(x.shape[0], dtype=torch.long, device=x.device)
+        grad = torch.empty_like(x) if gradient else None
+        want_minimiser = minimiser
+        minimiser = torch.empty_like(x) if want_minimiser else None
+        centres = self.centres.to(x)
+        for start in range(0, x.shape[0], chunk):
+            rows = slice(start, start + chunk)
+            xc, tc = x[rows], t[rows]
+            if self.isotropic:
+                values, factor = self._isotropic_values(xc, tc)
+                value[rows], index = values.min(-1)
+                chosen = centres[index]
+                shifted = xc - chosen
+                scale = factor.gather(1, index[:, None])
+                if gradient:
+                    torch.mul(shifted, scale, out=grad[rows])
+                if want_minimiser:  # y = x - t m s (x - a) = a + (1 - t m s)(x - a)
+                    coefficient = 1 - tc[:, None] * self.scalar_mass * scale
+                    torch.addcmul(chosen, shifted, coefficient, out=minimiser[rows])
+            else:
+                values, gradients = self.branches(xc, tc)
+                value[rows], index = values.min(-1)
+                chosen = gradients[torch.arange(xc.shape[0], device=x.device), index]
+                if gradient:
+                    grad[rows] = chosen
+                if want_minimiser:
+                    minimiser[rows] = xc - tc[:, None] * (chosen @ self.mass.to(x))
+            branch[rows] = index
+        return value, grad, minimiser, branch
+
+    def _isotropic_values(self, x, t):
+        """``(B, K)`` branch values and the ``(B, K)`` factors ``s_k(t)`` of the isotropic case."""
+        q = self.scalar_precisions.to(x)
+        norms_sq = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square()
+        distance_sq = torch.addmm(norms_sq + self.centre_norms_sq.to(x), x, self.centres.to(x).T, alpha=-2.0)
+        distance_sq = distance_sq.clamp_min(0)
+        factor = q / (1 + t[:, None] * (q * self.scalar_mass))
+        return 0.5 * factor * distance_sq + self.offsets.to(x), factor
+
     def value(self, x, t):
+        if self.isotropic:
+            return self._isotropic_values(x, t)[0].min(-1).values
         return self.branches(x, t, with_gradients=False)[0].min(-1).values
 
     def gradient(self, x, t):
+        if self.isotropic:
+            values, factor = self._isotropic_values(x, t)
+            index = values.argmin(-1)
+            rows = torch.arange(x.shape[0], device=x.device)
+            return factor[rows, index, None] * (x - self.centres.to(x)[index])
         values, gradients = self.branches(x, t)
         index = values.argmin(-1)
         return gradients[torch.arange(x.shape[0], device=x.device), index]
 
     def initial(self, x):
+        if self.isotropic:
+            return (
+                self._isotropic_values(x, torch.zeros(x.shape[0], dtype=x.dtype, device=x.device))[0]
+                .min(-1)
+                .values
+            )
         w = self._transform(x)
         return (0.5 * (w * w).sum(-1) + self.offsets.to(x)).min(-1).values
 
@@ -239,6 +314,84 @@ def _as_precisions(precisions, k: int, d: int) -> torch.Tensor:
     for i, q in enumerate(precisions):
         _symmetric_psd(q, f"precisions[{i}]", definite=True)
     return precisions
+
+
+def _float64(value, name: str, **pattern) -> torch.Tensor:
+    """A float64 tensor from a tensor or nested sequence (numbers given in Python stay exact)."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{name} must be a tensor or a sequence of numbers, got {type(value).__name__}"
+            ) from None
+    return check_tensor(value, name, **pattern).to(torch.float64)
+
+
+class QuadraticPieces:
+    """Initial data ``g(x) = min_k g_k(x)``, ``g_k(x) = (x - a_k)^T Q_k (x - a_k)/2 + c_k``.
+
+    ``centres``: ``(K, d)``; ``precisions``: ``(K,)`` scalars, ``(K, d)`` diagonals or ``(K, d, d)``
+    positive definite matrices (default ones); ``offsets``: ``(K,)`` (default zeros). Calling it
+    evaluates ``g`` on ``(B, d)`` points; ``pieces()`` lists the convex ``g_k`` as functions;
+    ``hopf_lax(mass, x, t)`` is the closed-form solution for ``H = p^T M p/2``,
+    ``u = min_k (x - a_k)^T (Q_k^{-1} + t M)^{-1} (x - a_k)/2 + c_k`` (Darbon & Osher 2016), with
+    its gradient.
+    """
+
+    def __init__(self, centres, precisions=None, offsets=None):
+        self.centres = _float64(centres, "centres", dim=2)
+        k, d = self.centres.shape
+        self.dim, self.count = d, k
+        precisions = torch.ones(k, dtype=torch.float64) if precisions is None else precisions
+        self.precisions = _as_precisions(_float64(precisions, "precisions"), k, d)
+        offsets = torch.zeros(k, dtype=torch.float64) if offsets is None else offsets
+        self.offsets = _float64(offsets, "offsets", shape=(k,))
+        self._data = _MinOfQuadratics(
+            self.centres, self.precisions, self.offsets, torch.eye(d, dtype=torch.float64)
+        )
+        self._solutions = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        _check_points(x, self.dim)
+        return self._data.initial(x)
+
+    def piece(self, k: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The convex piece ``g_k``, a function ``(B, d) -> (B,)``."""
+        k = check_int(k, "k", 0, self.count - 1)
+        centre, precision, offset = self.centres[k], self.precisions[k], self.offsets[k]
+
+        def g_k(y):
+            shifted = y - centre.to(y)
+            return 0.5 * ((shifted @ precision.to(y)) * shifted).sum(-1) + offset.to(y)
+
+        return g_k
+
+    def pieces(self) -> list:
+        return [self.piece(k) for k in range(self.count)]
+
+    def _solution(self, mass: torch.Tensor) -> _MinOfQuadratics:
+        key = (mass.shape, tuple(mass.double().reshape(-1).tolist()))
+        if key not in self._solutions:
+            self._solutions = {
+                key: _MinOfQuadratics(self.centres, self.precisions, self.offsets, mass.double())
+            }
+        return self._solutions[key]
+
+    def hopf_lax(self, mass, x: torch.Tensor, t, gradient: bool = True, minimiser: bool = True):
+        """``(value, gradient, minimiser, branch)`` of the closed-form solution for
+        ``H = p^T M p / 2``: shapes ``(B,)``, ``(B, d)``, ``(B, d)`` (``y = x - t M grad u``) and
+        ``(B,)`` (the index of the minimising piece); ``None`` for a gradient or minimiser not
+        asked for."""
+        mass = _symmetric_psd(torch.as_tensor(mass, dtype=torch.float64), "mass")
+        if mass.shape != (self.dim, self.dim):
+            raise ValueError(f"mass must have shape ({self.dim}, {self.dim}), got {tuple(mass.shape)}")
+        _check_points(x, self.dim)
+        t = _times(t, x)
+        return self._solution(mass).hopf_lax(x, t, gradient=bool(gradient), minimiser=bool(minimiser))
+
+    def __repr__(self):
+        return f"QuadraticPieces(count={self.count}, dim={self.dim})"
 
 
 def min_of_quadratics_problem(
