@@ -11,10 +11,7 @@ Bad input (unknown study, preset or key, a bad value) is a one-line error and ex
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import os
-import re
 import sys
 import time
 import traceback
@@ -242,40 +239,18 @@ def _cmd_sweep_plot(args) -> int:
 
 
 def _embed_images(markdown: str, folder: Path) -> str:
-    """Markdown (the subset our reports use) to HTML with PNG figures embedded as data URIs."""
-    out, in_table = [], False
-    for line in markdown.splitlines():
-        image = re.match(r"!\[(.*)\]\((.*\.png)\)", line)
-        if image:
-            path = folder / image.group(2)
-            data = base64.b64encode(path.read_bytes()).decode() if path.exists() else ""
-            out.append(f'<figure><img alt="{html.escape(image.group(1))}" '
-                       f'src="data:image/png;base64,{data}" style="max-width:100%"></figure>')
-            continue
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip("|").split("|")]
-            if all(set(c) <= set("-: ") for c in cells):
-                continue
-            if not in_table:
-                out.append("<table>")
-                in_table = True
-            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-            continue
-        if in_table:
-            out.append("</table>")
-            in_table = False
-        heading = re.match(r"(#+) (.*)", line)
-        if heading:
-            level = len(heading.group(1))
-            out.append(f"<h{level}>{html.escape(heading.group(2))}</h{level}>")
-        elif line.strip():
-            out.append(f"<p>{html.escape(line)}</p>")
-    if in_table:
-        out.append("</table>")
-    return "\n".join(out)
+    """Markdown (the subset our reports use) to HTML with the figures embedded as data URIs."""
+    from .shared.report import markdown_to_html
+
+    return markdown_to_html(markdown, Path(folder))
 
 
 def _cmd_tour(studies, args) -> int:
+    import json
+
+    from .shared import report
+    from .shared.runs import atomic_write_text, to_jsonable
+
     tour = [s for s in studies.values() if s.in_tour]
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -286,41 +261,53 @@ def _cmd_tour(studies, args) -> int:
         tour = [s for s in tour if s.name in wanted]
     folder = Path(args.out) / f"tour-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
-    md = [f"# dlpde tour ({args.preset} preset, seed {args.seed})", ""]
-    html_parts = []
     missing = [t for t in THREADS if not any(s.thread == t for s in tour)]
     if missing:
-        note = "Threads with no study yet: " + ", ".join(missing) + "."
-        print(note)
-        md += [note, ""]
-    failures = 0
-    for study in tour:
-        print(f"== {study.name}: {study.description}", flush=True)
-        start = time.perf_counter()
+        print("Threads with no study yet: " + ", ".join(missing) + ".")
+    entries, environment = [], {}
+    wall0, cpu0 = time.perf_counter(), report.cpu_seconds()
+
+    def write(finished):
+        blocks = report.tour_blocks(entries, args.preset, args.seed, time.perf_counter() - wall0,
+                                    report.cpu_seconds() - cpu0, len(tour), missing, environment, finished)
+        atomic_write_text(report.to_markdown(blocks), folder / "report.md")
+        atomic_write_text(report.html_page("dlpde tour", report.to_html(blocks, folder)),
+                          folder / "report.html")
+
+    for k, study in enumerate(tour, 1):
+        step = f"[{k}/{len(tour)}] {study.name}"
+        print(f"{step} ({args.preset}): {study.description}", flush=True)
+        wall, cpu = time.perf_counter(), report.cpu_seconds()
         try:
             run, metrics = execute(study, args.preset, (), args.seed, args.device, folder,
                                    folder=folder / study.name)
         except ConfigError:
             raise
         except Exception as error:  # a failing study must not hide the others' results
-            failures += 1
             traceback.print_exc()
-            md += [f"## {study.name}", "", f"FAILED: {type(error).__name__}: {error}", ""]
+            wall, cpu = time.perf_counter() - wall, report.cpu_seconds() - cpu
+            entries.append(report.TourEntry(study, wall, cpu, error=f"{type(error).__name__}: {error}"))
+            print(f"{step}: FAILED after {wall:.0f} s wall, {cpu:.0f} s CPU: {type(error).__name__}: "
+                  f"{error}", flush=True)
+            write(False)
             continue
-        seconds = time.perf_counter() - start
-        print(f"   done in {seconds:.0f} s -> {run.path}")
-        report = (run.path / "report.md").read_text()
-        relinked = re.sub(r"!\[(.*)\]\((.*\.png)\)",
-                          lambda m: f"![{m.group(1)}]({study.name}/{m.group(2)})", report)
-        md += [relinked.replace("\n# ", "\n## ", 1).replace("# ", "## ", 1), ""]
-        html_parts.append(_embed_images(report, run.path))
-    (folder / "report.md").write_text("\n".join(md))
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>dlpde tour</title>"
-            "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}"
-            "td{border:1px solid #ccc;padding:2px 6px}table{border-collapse:collapse}</style>"
-            "</head><body>" + _embed_images("\n".join(md[:3]), folder) + "\n<hr>\n".join(html_parts)
-            + "</body></html>")
-    (folder / "report.html").write_text(page)
+        wall, cpu = time.perf_counter() - wall, report.cpu_seconds() - cpu
+        try:
+            config = json.loads((run.path / "config.json").read_text())
+            environment = environment or json.loads((run.path / "env.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        metrics = to_jsonable(metrics)
+        entries.append(report.TourEntry(study, wall, cpu, metrics, config, list(run.sections),
+                                        list(run.figures), str(run.path)))
+        mark = report.card_mark(report.headline_of(study, metrics)["numbers"])
+        print(f"{step}: done in {wall:.0f} s wall, {cpu:.0f} s CPU ({mark}) -> {run.path}", flush=True)
+        write(False)
+    write(True)
+    failures = sum(e.error is not None for e in entries)
+    count = f"{len(entries)} {'study' if len(entries) == 1 else 'studies'}"
+    print(f"tour: {count} ({failures} failed) in {time.perf_counter() - wall0:.0f} s wall, "
+          f"{report.cpu_seconds() - cpu0:.0f} s CPU")
     print(f"tour report: {folder / 'report.html'} and {folder / 'report.md'}")
     return 1 if failures else 0
 

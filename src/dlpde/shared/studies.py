@@ -237,35 +237,14 @@ def flatten_metrics(metrics: Mapping, prefix: str = "") -> dict:
     return flat
 
 
-def _format_value(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (list, tuple)):
-        if len(value) > 8:
-            return "[" + ", ".join(_format_value(v) for v in value[:8]) + ", ...]"
-        return "[" + ", ".join(_format_value(v) for v in value) + "]"
-    return str(value)
-
-
 def render_report(study: Study, config, metrics: Mapping, run: RunDir, seconds: float) -> str:
-    """The Markdown report of one run: configuration, metrics, sections, figures, references."""
-    lines = [f"# {study.name}", "", study.description, "",
-             f"Run time: {seconds:.1f} s. Folder: `{run.path}`.", "", "## Configuration", "",
-             "| key | value |", "|---|---|"]
-    for f in dataclasses.fields(config):
-        lines.append(f"| {f.name} | {_format_value(to_jsonable(getattr(config, f.name)))} |")
-    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-    for key, value in flatten_metrics(to_jsonable(metrics)).items():
-        lines.append(f"| {key} | {_format_value(value)} |")
-    for title, body in run.sections:
-        lines += ["", f"## {title}", "", body.strip()]
-    if run.figures:
-        lines += ["", "## Figures", ""]
-        for name, caption in run.figures:
-            lines += [f"![{caption or name}]({name})", "", f"*{caption}*" if caption else "", ""]
-    lines += ["", "## References", "", "BibTeX in `references.bib`: " +
-              ", ".join(["dlpde", *study.citations]) + "."]
-    return "\n".join(lines).rstrip() + "\n"
+    """The Markdown report of one run, in reader order: the finding (the study's headline) and
+    figures, the result tables, then configuration and all metrics folded, references last."""
+    from .report import study_report_markdown
+
+    config_json = {f.name: to_jsonable(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    return study_report_markdown(study, config_json, to_jsonable(metrics), run.sections, run.figures,
+                                 seconds, str(run.path))
 
 
 def execute(study: Study, preset: str = "quick", overrides=(), seed: int = 0,
