@@ -50,6 +50,26 @@ def _show(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def _check_name(name) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"name (the argument's name) must be a str, got {type(name).__name__}")
+    return name
+
+
+def _flag(value, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, got {_show(value)}")
+    return value
+
+
+def _bound(value, what: str):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise TypeError(f"{what} must be a real number or None, got {_show(value)}")
+    return value
+
+
 def _dtype_names(dtypes) -> str:
     return ", ".join(str(d).replace("torch.", "") for d in dtypes)
 
@@ -78,8 +98,13 @@ def check_tensor(
     - ``nonempty``: refuse tensors with zero elements; ``finite``: refuse NaN/Inf entries.
     - ``device``: the device the tensor must be on (compared by type and index).
     """
+    _check_name(name)
+    _flag(finite, "finite")
+    _flag(nonempty, "nonempty")
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if isinstance(dtype, str) and dtype not in ("floating", "any"):
+        raise ValueError(f"dtype must be 'floating', 'any', None or torch dtypes, got {dtype!r}")
     if dtype == "floating":
         if x.dtype not in _FLOATING:
             raise TypeError(f"{name} must be a floating-point tensor (float32 or float64), got {x.dtype}")
@@ -129,6 +154,9 @@ def _as_int(value, name: str) -> int:
 
 def check_int(value, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """An integer (not a bool, not a float) with ``minimum <= value <= maximum``; returns ``int``."""
+    _check_name(name)
+    _bound(minimum, "minimum")
+    _bound(maximum, "maximum")
     v = _as_int(value, name)
     if minimum is not None and v < minimum or maximum is not None and v > maximum:
         if minimum is not None and maximum is not None:
@@ -148,6 +176,7 @@ def check_positive_int(value, name: str, maximum: int | None = None) -> int:
 
 def check_bool(value, name: str) -> bool:
     """A Python or NumPy bool (not an int that would silently mean True)."""
+    _check_name(name)
     if isinstance(value, bool) or type(value).__name__ == "bool_":
         return bool(value)
     raise TypeError(f"{name} must be True or False, got {_show(value)}")
@@ -168,6 +197,12 @@ def check_real(
     ``strict_minimum`` / ``strict_maximum`` make the bounds open. NaN is always refused; Inf is
     refused unless ``finite=False``.
     """
+    _check_name(name)
+    _bound(minimum, "minimum")
+    _bound(maximum, "maximum")
+    for flag, what in ((strict_minimum, "strict_minimum"), (strict_maximum, "strict_maximum"),
+                       (finite, "finite")):
+        _flag(flag, what)
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     if isinstance(value, torch.Tensor):
@@ -193,21 +228,31 @@ def check_real(
 
 def check_positive(value, name: str, *, allow_zero: bool = False, maximum: float | None = None) -> float:
     """A finite number ``> 0`` (or ``>= 0`` with ``allow_zero``)."""
+    _flag(allow_zero, "allow_zero")
     return check_real(value, name, minimum=0.0, maximum=maximum, strict_minimum=not allow_zero)
 
 
 def check_probability(value, name: str, *, open_low: bool = False, open_high: bool = False) -> float:
     """A number in ``[0, 1]`` (ends made open with ``open_low`` / ``open_high``)."""
+    _flag(open_low, "open_low")
+    _flag(open_high, "open_high")
     return check_real(value, name, 0.0, 1.0, strict_minimum=open_low, strict_maximum=open_high)
 
 
 def check_choice(value, name: str, choices: Iterable):
     """``value`` must equal one of ``choices``; returns it."""
+    _check_name(name)
+    if isinstance(choices, (str, bytes, torch.Tensor)) or not isinstance(choices, Iterable):
+        raise TypeError(f"choices must be a collection of options, got {type(choices).__name__}")
     options = tuple(choices)
-    try:
-        ok = value in options
-    except TypeError:  # unhashable or incomparable values
+    if isinstance(value, torch.Tensor):
         ok = False
+    else:
+        try:
+            ok = any(value is c or isinstance(value, str) == isinstance(c, str) and bool(value == c)
+                     for c in options)
+        except (TypeError, ValueError, RuntimeError):  # incomparable values
+            ok = False
     if isinstance(value, bool) and not any(isinstance(c, bool) for c in options):
         ok = False
     if not ok:
@@ -217,6 +262,7 @@ def check_choice(value, name: str, choices: Iterable):
 
 
 def check_callable(value, name: str) -> Callable:
+    _check_name(name)
     if not callable(value):
         raise TypeError(f"{name} must be callable, got {type(value).__name__}")
     return value
@@ -236,6 +282,8 @@ def check_finite_result(value: torch.Tensor, what: str, hint: str = "") -> torch
 
     ``what`` names the computation (``"ista iterate"``); ``hint`` says which argument to change.
     """
+    if not isinstance(what, str) or not isinstance(hint, str):
+        raise TypeError("what and hint must be str")
     if isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel():
         if not bool(torch.isfinite(value.detach()).all()):
             tail = f"; {hint}" if hint else ""

@@ -35,6 +35,11 @@ def cite(*keys: str, include_library: bool = True) -> str:
 
     Unknown keys raise ``ValueError`` naming them.
     """
+    if not isinstance(include_library, bool):
+        raise TypeError(f"include_library must be True or False, got {type(include_library).__name__}")
+    bad = [k for k in keys if not isinstance(k, str)]
+    if bad:
+        raise TypeError(f"citation keys must be str, got {bad[0]!r}")
     entries = bibliography()
     ordered = (["dlpde"] if include_library else []) + list(keys)
     unknown = [k for k in ordered if k not in entries]

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import torch
 
+from .checks import check_callable, check_choice, check_positive, check_probability, check_tensor
 from .random import make_generator
 
 __all__ = [
@@ -48,17 +49,16 @@ class MetropolisWalkers:
 
     def __init__(self, log_prob: Callable, x0: torch.Tensor, proposal: str = "random_walk",
                  step_size: float = 0.5, generator=None, target_acceptance: float | None = None):
-        if proposal not in _TARGET:
-            raise ValueError(f"proposal must be one of {sorted(_TARGET)}, got {proposal!r}")
-        if not isinstance(x0, torch.Tensor) or not x0.is_floating_point() or x0.dim() < 2:
-            raise ValueError("x0 must be a floating-point tensor of shape (walkers, *event)")
-        if not (step_size > 0 and math.isfinite(step_size)):
-            raise ValueError(f"step_size must be positive and finite, got {step_size}")
+        check_callable(log_prob, "log_prob")
+        check_choice(proposal, "proposal", sorted(_TARGET))
+        check_tensor(x0, "x0", min_dim=2)
         self.proposal = proposal
-        self.step_size = float(step_size)
-        self.target_acceptance = _TARGET[proposal] if target_acceptance is None else target_acceptance
-        if not 0.0 < self.target_acceptance < 1.0:
-            raise ValueError(f"target_acceptance must lie in (0, 1), got {self.target_acceptance}")
+        self.step_size = check_positive(step_size, "step_size")
+        self.target_acceptance = _TARGET[proposal] if target_acceptance is None else \
+            check_probability(target_acceptance, "target_acceptance", open_low=True, open_high=True)
+        if generator is not None and not isinstance(generator, (int, torch.Generator)):
+            raise TypeError(f"generator must be a torch.Generator, an int seed or None, got "
+                            f"{type(generator).__name__}")
         self.generator = make_generator(generator, x0.device)
         self.acceptance_rate = float("nan")
         self._accepted = 0
@@ -154,6 +154,21 @@ class MetropolisWalkers:
         return torch.stack(samples)
 
 
+def _series(values, name: str) -> torch.Tensor:
+    """A real series as a float64 tensor: finite (a NaN sample would make every error bar wrong)."""
+    if isinstance(values, torch.Tensor):
+        if values.is_complex() or values.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real tensor, got {values.dtype}")
+        x = values.detach().to(torch.float64)
+    else:
+        try:
+            x = torch.as_tensor(values, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name} must be a tensor or a sequence of numbers, "
+                            f"got {type(values).__name__}") from None
+    return check_tensor(x, name, dim=(1, 2))
+
+
 def integrated_autocorrelation_time(chain: torch.Tensor, window_factor: float = 5.0) -> float:
     """Integrated autocorrelation time ``tau = 1 + 2 sum_k rho(k)`` of a scalar observable.
 
@@ -162,11 +177,12 @@ def integrated_autocorrelation_time(chain: torch.Tensor, window_factor: float = 
     with ``M >= window_factor * tau(M)``. The variance of a mean of ``T C`` samples is
     ``tau var / (T C)``.
     """
-    x = torch.as_tensor(chain, dtype=torch.float64)
+    x = _series(chain, "chain")
+    window_factor = check_positive(window_factor, "window_factor")
     if x.dim() == 1:
         x = x[:, None]
-    if x.dim() != 2 or x.shape[0] < 4:
-        raise ValueError("chain must have shape (T,) or (T, chains) with T >= 4")
+    if x.dim() != 2 or x.shape[0] < 4 or x.shape[1] < 1:
+        raise ValueError(f"chain must have shape (T,) or (T, chains) with T >= 4, got {tuple(x.shape)}")
     T = x.shape[0]
     x = x - x.mean(0, keepdim=True)
     n = 1 << (2 * T - 1).bit_length()
@@ -190,9 +206,9 @@ def blocking_standard_error(series: torch.Tensor) -> float:
     until blocks decorrelate. Returns the largest estimate among levels with at least 32 blocks
     (a conservative plateau estimate). ``series`` has shape ``(T,)``.
     """
-    x = torch.as_tensor(series, dtype=torch.float64).flatten()
+    x = _series(series, "series").flatten()
     if x.numel() < 64:
-        raise ValueError("blocking needs at least 64 samples")
+        raise ValueError(f"series: blocking needs at least 64 samples, got {x.numel()}")
     best = 0.0
     while x.numel() >= 32:
         n = x.numel()
@@ -208,7 +224,7 @@ def chain_mean_and_error(samples: torch.Tensor) -> tuple[float, float, float]:
 
     ``error = sqrt(tau var / (T chains))`` with ``tau`` from ``integrated_autocorrelation_time``.
     """
-    x = torch.as_tensor(samples, dtype=torch.float64)
+    x = _series(samples, "samples")
     if x.dim() == 1:
         x = x[:, None]
     tau = integrated_autocorrelation_time(x)

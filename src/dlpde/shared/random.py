@@ -25,12 +25,14 @@ def make_generator(seed: int | torch.Generator | None, device="cpu") -> torch.Ge
         return generator
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be an int, a torch.Generator or None, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
+    if not 0 <= seed <= 2**63 - 1:
+        raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {seed}")
     generator.manual_seed(int(seed))
     return generator
 
 
 def spawn_seed(generator: torch.Generator) -> int:
     """Draw a fresh 63-bit seed from ``generator`` (for child generators, e.g. per trial)."""
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))

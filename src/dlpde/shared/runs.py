@@ -200,7 +200,11 @@ def to_jsonable(value):
 
 
 def atomic_write_json(obj, path: str | os.PathLike) -> Path:
-    return atomic_write_text(json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n", path)
+    try:
+        text = json.dumps(to_jsonable(obj), indent=2, sort_keys=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"obj cannot be written as JSON: {error}") from None
+    return atomic_write_text(text + "\n", path)
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
