@@ -71,6 +71,16 @@ class Study:
     def __post_init__(self):
         if self.headline is not None:
             check_callable(self.headline, f"{self.name}: headline")
+        if not isinstance(self.name, str) or not isinstance(self.description, str):
+            raise TypeError("name and description must be str")
+        if not callable(self.run):
+            raise TypeError(f"{self.name}: run must be callable")
+        if not isinstance(self.presets, Mapping):
+            raise TypeError(f"{self.name}: presets must map preset names to configs")
+        if isinstance(self.citations, str) or not isinstance(self.citations, Sequence):
+            raise TypeError(f"{self.name}: citations must be a sequence of keys")
+        if not isinstance(self.in_tour, bool):
+            raise TypeError(f"{self.name}: in_tour must be True or False")
         if not _NAME.match(self.name):
             raise ValueError(f"study name must look like 'thread.study', got {self.name!r}")
         if not (dataclasses.is_dataclass(self.config) and self.config.__dataclass_params__.frozen):
