@@ -295,6 +295,39 @@ def run(config: Config, run_dir) -> dict:
     return metrics
 
 
+def headline(metrics) -> dict:
+    """The tour's summary of a run (see ``dlpde.shared.report``): the workshop's characteristic
+    solver against DGM near the kinks in the lowest dimension and on all points in the highest."""
+    from dlpde.shared.report import below, metric, number
+
+    dims = sorted(int(k[1:]) for k in metrics if k[:1] == "d" and k[1:].isdigit())
+    low, high = (dims[0], dims[-1]) if dims else (1, 10)
+    near_char, near_dgm = metric(metrics, f"d{low}", "characteristic", "u_near"), metric(
+        metrics, f"d{low}", "dgm", "u_near")
+    all_char, all_dgm = metric(metrics, f"d{high}", "characteristic", "u_all"), metric(
+        metrics, f"d{high}", "dgm", "u_all")
+    unit = "rel. L2"
+    return {
+        "sentence": "Where characteristics cross, the workshop's characteristic-regularised solver tracks "
+                    "the exact viscosity solution (a minimum of three quadratics, with kinks) at least as "
+                    "well as DGM, near the kinks and in high dimension.",
+        "numbers": [
+            number(f"u error near kinks, d = {low}, characteristic", near_char, unit,
+                   f"< DGM ({'n/a' if near_dgm is None else f'{near_dgm:.3g}'})", below(near_char, near_dgm)),
+            number(f"u error near kinks, d = {low}, DGM (peer)", near_dgm, unit),
+            number(f"u error, all points, d = {high}, characteristic", all_char, unit,
+                   f"< DGM ({'n/a' if all_dgm is None else f'{all_dgm:.3g}'})", below(all_char, all_dgm)),
+        ],
+        "expectation": "the characteristic solver below DGM near the kinks in d = 1 and on all points in "
+                       "d = 10; at this size every method stays at 5-35 % relative error (the 2e-2 target "
+                       "in d = 10 is the full preset's).",
+        "full": "relative L2 error of u near the kinks, d = 1: DGM 9.78e-2, characteristic 7.79e-2, "
+                "value-gradient 3.53e-2; all points, d = 10: characteristic 1.61e-2 (target < 2e-2: met), "
+                "DGM 2.40e-2, value-gradient 9.90e-3 (1151 s CPU).",
+        "figure": "crossing_1d.png",
+    }
+
+
 STUDY = Study(
     name="hjb.crossing",
     description="Crossing characteristics (min of quadratics, d = 1..50): DGM vs characteristic-regularised "
@@ -342,4 +375,5 @@ STUDY = Study(
         "darbon2016algorithms",
     ),
     in_tour=True,
+    headline=headline,
 )

@@ -174,6 +174,35 @@ _FULL = Config()
 _PAPER = Config(steps_per_stage=(2000, 1000, 1000), lr=5e-4, alista_steps_per_stage=(1000, 500, 500),
                 alista_lr=5e-4, lista_steps_per_stage=(2000, 1000, 1000), lista_lr=5e-4, device="auto")
 
+def headline(metrics) -> dict:
+    """The tour's summary of a run (see ``dlpde.shared.report``): NMSE at the last layer of the
+    best learned network against FISTA (noiseless)."""
+    from dlpde.shared.report import above, below, metric, number
+
+    learned = {name: metric(metrics, "noiseless", name, "final_nmse_db") for name in NETWORKS}
+    learned = {name: value for name, value in learned.items() if value is not None}
+    best = min(learned, key=learned.get) if learned else None
+    fista = metric(metrics, "noiseless", "FISTA", "final_nmse_db")
+    gap = fista - learned[best] if best and fista is not None else None
+    return {
+        "sentence": "Unrolled networks with learned steps and thresholds (ALISTA, LISTA-CPSS) recover sparse "
+                    "codes in 16 layers to an NMSE that 16 iterations of ISTA or FISTA are far from.",
+        "numbers": [
+            number(f"NMSE at the last layer, best learned ({best or 'n/a'})", learned.get(best), "dB",
+                   "<= -40 dB",
+                   below(learned.get(best), -39.999)),
+            number("NMSE after as many iterations, FISTA (peer)", fista, "dB"),
+            number("gain over FISTA", gap, "dB", ">= 20 dB", above(gap, 19.999)),
+        ],
+        "expectation": "the best learned network at or below -40 dB after 16 layers, at least 20 dB below "
+                       "FISTA (noiseless, short layer-wise training).",
+        "full": "NMSE at 16 layers, noiseless / SNR 40 dB: ALISTA -55.6 / -38.8, LISTA-CPSS -51.1 / -39.2, "
+                "LISTA-CP -23.5 / -23.2, LISTA -9.7 / -9.7, FISTA -10.3 / -10.3, ISTA -5.3 / -5.3 "
+                "(target <= -40 dB with FISTA near -10: met; 293 s CPU).",
+        "figure": "nmse_by_layer.png",
+    }
+
+
 STUDY = Study(
     name="inverse.lista",
     description="Sparse coding: NMSE against layer for ISTA, FISTA, LISTA, LISTA-CP, LISTA-CPSS, ALISTA.",
@@ -183,4 +212,5 @@ STUDY = Study(
     citations=("gregor2010lista", "chen2018theoretical", "liu2019alista", "daubechies2004iterative",
                "beck2009fista"),
     in_tour=True,
+    headline=headline,
 )

@@ -380,6 +380,40 @@ def _figures(config, table, run_dir):
     run_dir.save_figure(fig, "parity", "Predicted against true test energies (largest training set).")
 
 
+def headline(metrics) -> dict:
+    """The tour's summary of a run (see ``dlpde.shared.report``): on EMT Cu13 at the largest
+    training set, the best symmetric model against the coordinate MLP with augmentation."""
+    from dlpde.shared.report import above, below, metric, number
+
+    cu13 = metrics.get("cu13") if isinstance(metrics.get("cu13"), dict) else {}
+    sizes = sorted({int(n) for model in cu13.values() if isinstance(model, dict)
+                    for n in model if str(n).isdigit()})
+    n = sizes[-1] if sizes else 400
+    maes = {m: metric(cu13, m, n, "energy_mae") for m in SYMMETRIC}
+    maes = {m: 1e3 * v for m, v in maes.items() if v is not None}
+    best = min(maes, key=maes.get) if maes else None
+    baseline = metric(cu13, "coordinate_mlp_augmented", n, "energy_mae")
+    baseline = None if baseline is None else 1e3 * baseline
+    ratio = baseline / maes[best] if best and baseline is not None and maes[best] > 0 else None
+    return {
+        "sentence": "Built-in symmetry buys orders of magnitude in potential-energy regression: models that "
+                    "are invariant by construction fit EMT Cu13 energies far better than an MLP on "
+                    "coordinates, even one trained with random rotations and permutations.",
+        "numbers": [
+            number(f"Cu13 energy MAE, best symmetric ({_LABELS.get(best, 'n/a')}), n = {n}",
+                   maes.get(best), "meV", "< 33 meV", below(maes.get(best), 33.0)),
+            number(f"Cu13 energy MAE, augmented coordinate MLP (peer), n = {n}", baseline, "meV"),
+            number("ratio augmented MLP / best symmetric", ratio, "x", ">= 5", above(ratio, 4.999)),
+        ],
+        "expectation": "at 200 training configurations the best symmetric model below 33 meV and at least "
+                       "5 times below the augmented coordinate MLP.",
+        "full": "Cu13 at 400 configurations: moment tensors 1.5 meV, e3nn 12.5 meV, symmetry functions "
+                "17.0 meV, augmented coordinate MLP 447.1 meV (302 times the best; targets < 33 meV and "
+                ">= 5x: met); equivariance errors of the symmetric models 1e-14 to 5e-12 (867 s CPU).",
+        "figure": "learning_curves.png",
+    }
+
+
 STUDY = Study(
     name="symmetry.pes",
     description="Potential-energy regression with built-in symmetries (e3nn equivariant, moment tensors, "
@@ -403,4 +437,5 @@ STUDY = Study(
     citations=("batzner2022nequip", "geiger2022e3nn", "shapeev2016mtp", "behler2007generalized",
                "jacobsen1996emt", "larsen2017ase", "wales1997lj"),
     in_tour=True,
+    headline=headline,
 )

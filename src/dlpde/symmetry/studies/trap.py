@@ -211,6 +211,35 @@ def _report(config, run_dir, points, results, rows, shifts) -> None:
                         f"{config.optimizer}).\n\n" + "\n".join(cost))
 
 
+def headline(metrics) -> dict:
+    """The tour's summary of a run (see ``dlpde.shared.report``): the best ansatz's energy error
+    for the target N, free and with the contact interaction (exact E = N^2/2 in both)."""
+    from dlpde.shared.report import below, metric, number
+
+    target = metrics.get("target") if isinstance(metrics.get("target"), dict) else {}
+    n = int(metric(target, "n") or 4)
+    numbers = []
+    for interaction, label in (("none", "free"), ("contact", "contact")):
+        errors = {a: metric(metrics, interaction, a, f"N{n}", "relative_error") for a in LABELS}
+        errors = {a: e for a, e in errors.items() if e is not None}
+        best = min(errors, key=errors.get) if errors else None
+        numbers.append(number(f"N = {n}, {label}: |E - {n * n / 2:g}| / {n * n / 2:g}, best "
+                              f"({LABELS.get(best, 'n/a')})", errors.get(best), "", "<= 1e-3",
+                              below(errors.get(best), 1.0001e-3)))
+    return {
+        "sentence": "Variational Monte Carlo with antisymmetric networks (Slater-Jastrow, FermiNet-style "
+                    "backflow, Vandermonde) finds the ground-state energy N^2/2 of spin-polarised fermions "
+                    "in a harmonic trap, with and without a contact interaction.",
+        "numbers": numbers,
+        "expectation": "for N = 4 the best ansatz within 1e-3 relative of E = 8, free and with the contact "
+                       "interaction (60 VMC steps, 128 walkers).",
+        "full": "N = 4 free: Slater-Jastrow 8.00008 +- 8e-5 (relative 9.7e-6), backflow 3.0e-5, Vandermonde "
+                "2.7e-5 (target 1e-3: met); N = 2..8 free all within 2.6e-3; with contact within ~3e-4 of "
+                "the exact bracket except N = 5 Vandermonde (a training failure).",
+        "figure": "convergence.png",
+    }
+
+
 STUDY = Study(
     name="symmetry.trap",
     description="Spin-polarised fermions in a 1-D harmonic trap (exact E = N^2/2), free and with contact "
@@ -228,4 +257,5 @@ STUDY = Study(
     citations=("han2019universal", "pfau2020ferminet", "mcmillan1965ground", "sorella1998green",
                "metropolis1953equation", "flyvbjerg1989blocking", "zaheer2017deepsets", "mehta2004random"),
     in_tour=True,
+    headline=headline,
 )
