@@ -45,7 +45,7 @@ from ._hamiltonian import ManyBodyHamiltonian, local_energy
 __all__ = ["VMC", "EnergyEstimate", "energy_estimate"]
 
 _OPTIMIZERS = ("adam", "sr")
-_LAPLACIANS = ("exact", "hutchinson", "forward")
+_LAPLACIANS = ("auto", "forward", "exact", "hutchinson")
 _SR_SOLVERS = ("auto", "kernel", "cg")
 
 
@@ -140,7 +140,9 @@ class VMC:
         lr: learning rate (default 1e-3 for Adam, 0.05 for SR).
         steps_per_iteration: Metropolis steps between parameter updates.
         burn_in: Metropolis steps (step size adapting) before the first update.
-        laplacian, hutchinson_samples: exact local energy or Hutchinson's estimate.
+        laplacian, hutchinson_samples: the local energy's Laplacian (``local_energy``'s methods:
+            ``"auto"`` = the forward Laplacian where it applies, ``"forward"``, ``"exact"``,
+            ``"hutchinson"`` with ``hutchinson_samples`` probes).
         sr_shift: diagonal shift ``lambda`` of ``S``; sr_iterations, sr_tolerance: of CG;
             sr_chunk_size: walkers per chunk of the per-sample gradients (bounds memory);
             sr_solver: ``"kernel"`` (sample-space Cholesky solve, minSR), ``"cg"`` (conjugate gradients
@@ -160,7 +162,7 @@ class VMC:
     def __init__(self, hamiltonian: ManyBodyHamiltonian, wavefunction: torch.nn.Module, n_walkers: int = 1024,
                  sampler: str = "random_walk", optimizer: str = "adam", lr: float | None = None, *,
                  steps_per_iteration: int = 10, burn_in: int = 500, step_size: float = 0.5,
-                 laplacian: str = "exact", hutchinson_samples: int = 4, sr_shift: float = 1e-3,
+                 laplacian: str = "auto", hutchinson_samples: int = 4, sr_shift: float = 1e-3,
                  sr_iterations: int = 100, sr_tolerance: float = 1e-6, sr_chunk_size: int | None = None,
                  sr_max_step: float = 0.3, sr_solver: str = "auto",
                  clip_local_energy: float | None = 5.0,
@@ -260,7 +262,7 @@ class VMC:
         self.burned_in = True
 
     def local_energies(self, x: torch.Tensor | None = None) -> torch.Tensor:
-        """``E_L`` at ``x`` (default: the walkers), with the exact or Hutchinson Laplacian."""
+        """``E_L`` at ``x`` (default: the walkers), with the chosen Laplacian method."""
         x = self.walkers.x if x is None else x
         return local_energy(self.hamiltonian, self.wavefunction, x, method=self.laplacian,
                             n_samples=self.hutchinson_samples, generator=self.probe_generator)

@@ -348,13 +348,15 @@ class BackflowDeterminant(_System):
     widths agree). Orbitals ``phi^k_a(x_i) = (w^k_a . h_i^L + g^k_a) env^k_a(x_i)``. The result is
     equivariant under permutations of equal-spin particles, so each determinant is antisymmetric.
     Pfau, Spencer, Matthews, Foulkes, Phys. Rev. Research 2, 033429 (2020). ``cusp`` adds the
-    Kato pair factor ``exp(sum a r / (1 + b r))``.
+    Kato pair factor ``exp(sum a r / (1 + b r))``; ``jastrow_hidden`` (default ``()``: none) adds
+    the symmetric neural Jastrow of ``SlaterJastrow`` (Slater-Jastrow-backflow).
     """
 
     def __init__(self, n_up: int, n_down: int, dim: int, *, n_determinants: int = 1,
                  one_body_width: int = 32, two_body_width: int = 8, n_layers: int = 2,
                  envelope: str = "gaussian", centers=None, decays=None,
-                 cusp: Sequence[float] | None = None, generator=0, dtype: torch.dtype = torch.float64):
+                 cusp: Sequence[float] | None = None, jastrow_hidden: Sequence[int] = (), generator=0,
+                 dtype: torch.dtype = torch.float64):
         super().__init__(n_up, n_down, dim, envelope, centers, decays, dtype)
         generator = as_generator(generator)
         self.n_determinants = check_positive_int("n_determinants", n_determinants)
@@ -374,6 +376,8 @@ class BackflowDeterminant(_System):
         self.orbital_layer = linear(one_body_width, n_columns, generator, dtype)
         self.orbital_envelope = _OrbitalEnvelope(n_columns, self.initial_decays, dtype)
         self.cusp = _pair_cusp(self, cusp, dtype)
+        jastrow_hidden = check_sizes("jastrow_hidden", jastrow_hidden)
+        self.jastrow = _NeuralJastrow(self, jastrow_hidden, generator, dtype) if jastrow_hidden else None
 
     def _species_means(self, h: torch.Tensor, dim: int) -> list[torch.Tensor]:
         """Means over the particles of each non-empty species along ``dim``."""
@@ -400,6 +404,8 @@ class BackflowDeterminant(_System):
                 h_two = update + h_two if update.shape == h_two.shape else update
         orbitals = self.orbital_layer(h_one) * self.orbital_envelope(center_distance)
         sign, log_abs = _slater_determinants(orbitals, self.n_up, self.n_down, self.n_determinants)
+        if self.jastrow is not None:
+            log_abs = log_abs + self.jastrow(x, self)
         if self.cusp is not None:
             log_abs = log_abs + self.cusp(_pairwise_distances(x, squared=False)[1])
         return sign, log_abs
