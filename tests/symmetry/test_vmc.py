@@ -4,6 +4,7 @@ solve, training to the exact trap energy, the hydrogenic helium energy; checkpoi
 clear errors on divergent walkers and NaN energies."""
 
 import math
+import os
 
 import pytest
 import torch
@@ -213,6 +214,77 @@ def test_checkpoint_resume_is_identical(tmp_path):
     fresh().run(3, checkpoint=tmp_path / "vmc.pt", checkpoint_every=3, progress=False)
     resumed = fresh().run(6, checkpoint=tmp_path / "vmc.pt", checkpoint_every=3, progress=False)
     assert [r["energy"] for r in resumed] == [r["energy"] for r in straight]
+
+
+def _small_vmc(optimizer="adam"):
+    hamiltonian = ManyBodyHamiltonian(2, 1, 2, harmonic_trap(1.0))
+    wf = SlaterJastrow.from_hamiltonian(hamiltonian, hidden=(8,), jastrow_hidden=(4,), generator=8)
+    return VMC(hamiltonian, wf, n_walkers=32, steps_per_iteration=2, burn_in=20, generator=9,
+               optimizer=optimizer, lr=1e-2 if optimizer == "adam" else 0.05)
+
+
+def _final_parameters(vmc):
+    return torch.cat([p.detach().reshape(-1) for p in vmc.parameters])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sr"])
+def test_ctrl_c_then_resume_is_bit_identical(tmp_path, optimizer):
+    """Ctrl-C inside step 4 (after the walkers moved and the generators advanced), then resume: the
+    history and final parameters equal an uninterrupted run exactly (the states of the unfinished
+    step are discarded; checkpoint_every larger than the run, so only the interrupt save counts)."""
+    straight_vmc = _small_vmc(optimizer)
+    straight = straight_vmc.run(7, progress=False)
+    interrupted = _small_vmc(optimizer)
+    calls = {"n": 0}
+    original = interrupted.local_energies
+
+    def interrupt_at_step_4(x=None):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(x)
+
+    interrupted.local_energies = interrupt_at_step_4
+    path = tmp_path / "vmc.pt"
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run(7, checkpoint=path, checkpoint_every=100, progress=False)
+    resumed_vmc = _small_vmc(optimizer)
+    resumed = resumed_vmc.run(7, checkpoint=path, checkpoint_every=100, progress=False)
+    assert [r["energy"] for r in resumed] == [r["energy"] for r in straight]
+    assert torch.equal(_final_parameters(resumed_vmc), _final_parameters(straight_vmc))
+    assert torch.equal(resumed_vmc.walkers.x, straight_vmc.walkers.x)
+
+
+def test_malicious_walker_checkpoint_is_refused(tmp_path):
+    """A pickle whose __reduce__ runs a shell command, placed where the walker checkpoint lives,
+    is refused (torch.load weights_only=True) and the command never runs."""
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    path = tmp_path / "vmc.pt"
+    torch.save({"step": 0}, path)
+    torch.save(Exploit(), str(path) + ".walkers")
+    with pytest.raises(ValueError, match="refusing to load the walker checkpoint"):
+        _small_vmc().run(2, checkpoint=path, progress=False)
+    assert not marker.exists()
+
+
+def test_repeated_run_keeps_the_adam_state():
+    """run(3); run(4) equals run(7): the same Adam moments continue (a fresh Adam would differ)."""
+    once = _small_vmc()
+    once.run(7, progress=False)
+    twice = _small_vmc()
+    twice.run(3, progress=False)
+    twice.run(4, progress=False)
+    assert torch.equal(_final_parameters(once), _final_parameters(twice))
+    fresh_adam = _small_vmc()
+    fresh_adam.run(3, progress=False)
+    fresh_adam._optimizer = None  # what a fresh optimiser per call gave before
+    fresh_adam.run(4, progress=False)
+    assert not torch.equal(_final_parameters(once), _final_parameters(fresh_adam))
 
 
 class Unbounded(nn.Module):

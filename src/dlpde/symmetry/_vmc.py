@@ -32,13 +32,16 @@ from torch.func import functional_call, grad, vmap
 from dlpde.shared import (
     MetropolisWalkers,
     NonFiniteLossError,
+    check_bool,
     check_choice,
+    check_positive_int,
     make_generator,
     spawn_seed,
     train,
 )
 from dlpde.shared.mcmc import blocking_standard_error, integrated_autocorrelation_time
 from dlpde.shared.runs import atomic_torch_save
+from dlpde.shared.train import make_optimizer
 
 from ._hamiltonian import ManyBodyHamiltonian, local_energy
 
@@ -215,6 +218,8 @@ class VMC:
                                          generator=self.generator)
         self._check_log_prob()
         self.burned_in = False
+        self._optimizer = None
+        self._expected_step = None
 
     # -- sampling ----------------------------------------------------------------------------
     def _initial_positions(self, n_walkers: int, width: float) -> torch.Tensor:
@@ -351,11 +356,41 @@ class VMC:
     def _walker_state_path(self, checkpoint: Path) -> Path:
         return checkpoint.with_name(checkpoint.name + ".walkers")
 
-    def _save_walkers(self, path: Path, step: int) -> None:
-        atomic_torch_save({"step": step, "x": self.walkers.x.cpu(), "step_size": self.walkers.step_size},
-                          path)
+    def _snapshot(self, step: int) -> dict:
+        """The sampling state at a step boundary: walkers, step size and both generators."""
+        return {"step": step, "x": self.walkers.x.detach().cpu().clone(), "step_size": self.walkers.step_size,
+                "generator": self.generator.get_state(), "probe_generator": self.probe_generator.get_state()}
+
+    def _load_walkers(self, path: Path) -> int:
+        """Restore a snapshot written by ``run`` (plain tensors only: ``weights_only=True``)."""
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # an unpickling error names the refused global
+            raise ValueError(f"refusing to load the walker checkpoint {path}: it is not a plain tensor "
+                             f"checkpoint written by VMC.run (torch.load weights_only=True: {error}); "
+                             "delete it or start without resume") from None
+        keys = {"step", "x", "step_size", "generator", "probe_generator"}
+        if not isinstance(saved, dict) or not keys <= set(saved):
+            raise ValueError(f"the walker checkpoint {path} lacks {sorted(keys)}; delete it or start "
+                             "without resume")
+        x = saved["x"]
+        if not isinstance(x, torch.Tensor) or tuple(x.shape) != tuple(self.walkers.x.shape):
+            raise ValueError(f"the walker checkpoint {path} holds walkers of shape "
+                             f"{tuple(getattr(x, 'shape', ()))}, expected {tuple(self.walkers.x.shape)}")
+        self.walkers.x = x.to(self.device, self.dtype)
+        self.walkers.step_size = float(saved["step_size"])
+        self.generator.set_state(saved["generator"])
+        self.probe_generator.set_state(saved["probe_generator"])
+        self.walkers.set_log_prob(self._log_prob)
+        self.burned_in = True
+        return int(saved["step"])
 
     def _loss(self, step: int):
+        if self._expected_step is not None:
+            expected, self._expected_step = self._expected_step, None
+            if step != expected:
+                raise ValueError(f"the walker checkpoint is at step {expected} but the parameter checkpoint "
+                                 f"at step {step}; delete both or start without resume")
         wall, cpu = time.perf_counter(), time.process_time()
         self._advance(self.steps_per_iteration, adapt=True)
         x = self.walkers.x
@@ -378,46 +413,73 @@ class VMC:
         # the gradient is the surrogate's; the value reported (and checked for NaN) is the energy
         return surrogate - surrogate.detach() + energy, metrics
 
+    def _optimizer_for(self, params):
+        """The one optimiser of this VMC (Adam, or SGD for SR), kept across ``run`` calls."""
+        if self._optimizer is None:
+            self._optimizer = make_optimizer(params, "adam" if self.optimizer == "adam" else "sgd", self.lr)
+        return self._optimizer
+
     def run(self, steps: int, *, checkpoint: str | os.PathLike | None = None, resume: bool = True,
             checkpoint_every: int = 100, schedule=None, grad_clip: float | None = None, progress: bool = True,
             desc: str = "vmc", log_every: int = 1) -> list[dict]:
-        """Optimise the wavefunction for ``steps`` parameter updates in total (a resumed run
-        continues up to ``steps``); return the history (``dlpde.shared.train``'s, with
-        ``energy``, ``variance``, ``acceptance``, ``step_size``, the wall and CPU ``seconds`` of
-        sampling and gradient, and for SR the CG statistics and the update's Fubini-Study length).
+        """Optimise the wavefunction for ``steps`` parameter updates; return the history
+        (``dlpde.shared.train``'s, with ``energy``, ``variance``, ``acceptance``, ``step_size``, the
+        wall and CPU ``seconds`` of sampling and gradient, and for SR the solver statistics and the
+        update's Fubini-Study length).
 
-        With ``checkpoint`` the parameters, optimiser, generators and walkers are saved every
-        ``checkpoint_every`` steps, on Ctrl-C and on a non-finite energy; ``resume`` continues
-        from them exactly. Divergent walkers and NaN energies raise ``NonFiniteLossError``
-        naming the step. Each call builds a fresh optimiser: continue a run through a checkpoint.
+        With ``checkpoint`` the parameters and optimiser (``checkpoint``) and the walkers, step size
+        and generators (``checkpoint + ".walkers"``) are saved every ``checkpoint_every`` steps, at
+        the end, on Ctrl-C and on a non-finite energy; ``resume`` continues up to ``steps`` in total
+        from them, giving exactly the numbers of an uninterrupted run: the sampling state saved is
+        always that of the last completed step (a step interrupted half-way has advanced the
+        generators and walkers; those states are discarded and the step is redone). The walker file
+        is read with ``torch.load(weights_only=True)``: anything but plain tensors is refused.
+        Divergent walkers and NaN energies raise ``NonFiniteLossError`` naming the step.
+
+        Calling ``run`` again (without a checkpoint) performs ``steps`` more updates with the same
+        optimiser, so Adam's moment estimates carry over: ``run(a); run(b)`` equals ``run(a + b)``.
         """
+        check_positive_int(checkpoint_every, "checkpoint_every")
+        check_positive_int(log_every, "log_every")
+        check_bool(resume, "resume")
+        check_bool(progress, "progress")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+        if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+            raise TypeError("checkpoint must be a path (str or os.PathLike) or None, "
+                            f"got {type(checkpoint).__name__}")
         path = Path(checkpoint) if checkpoint is not None else None
         walker_path = self._walker_state_path(path) if path is not None else None
+        self._expected_step = None
         if walker_path is not None and resume and walker_path.exists():
-            saved = torch.load(walker_path, map_location="cpu", weights_only=False)
-            self.walkers.x = saved["x"].to(self.device, self.dtype)
-            self.walkers.step_size = saved["step_size"]
-            self.burned_in = True
+            self._expected_step = self._load_walkers(walker_path)
+            if not path.exists():
+                raise ValueError(f"found the walker checkpoint {walker_path} but not {path}; delete it or "
+                                 "start without resume")
         if not self.burned_in:
             self.equilibrate()
+        snapshot = {"state": None}
 
         def callback(step, record):
+            snapshot["state"] = self._snapshot(step + 1)
             if walker_path is not None and (step + 1) % checkpoint_every == 0:
-                self._save_walkers(walker_path, step + 1)
+                atomic_torch_save(snapshot["state"], walker_path)
 
-        optimizer = "adam" if self.optimizer == "adam" else "sgd"
+        start_state = self._snapshot(self._expected_step if self._expected_step is not None else 0)
+        snapshot["state"] = start_state
         try:
-            history = train(self.parameters, self._loss, steps, optimizer=optimizer, lr=self.lr,
+            history = train(self.parameters, self._loss, steps, optimizer=self._optimizer_for, lr=self.lr,
                             schedule=schedule, grad_clip=grad_clip, checkpoint=path,
-                            checkpoint_every=checkpoint_every, resume=resume,
-                            generators=[self.generator, self.probe_generator], progress=progress, desc=desc,
+                            checkpoint_every=checkpoint_every, resume=resume, progress=progress, desc=desc,
                             log_every=log_every, callback=callback)
         except (KeyboardInterrupt, NonFiniteLossError):
-            if walker_path is not None:
-                self._save_walkers(walker_path, -1)
+            if walker_path is not None:  # the state of the last completed step, not the interrupted one
+                atomic_torch_save(snapshot["state"], walker_path)
             raise
+        finally:
+            self._expected_step = None
         if walker_path is not None:
-            self._save_walkers(walker_path, steps)
+            atomic_torch_save(snapshot["state"], walker_path)
         return history
 
     # -- measurement -------------------------------------------------------------------------
