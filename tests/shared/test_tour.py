@@ -166,7 +166,8 @@ def test_headline_marks_and_fallbacks():
     def good(m):
         x = report.metric(m, "x")
         return {"sentence": "It works.", "figure": "b.png",
-                "numbers": [report.number("x", x, "dB", "< 1", report.below(x, 1)), report.number("peer", 3.0)]}
+                "numbers": [report.number("x", x, "dB", "< 1", report.below(x, 1)),
+                            report.number("peer", 3.0)]}
 
     study = _study(good)
     card = report.study_card(study, {"x": 0.5}, [("a.png", ""), ("b.png", "")], prefix="s/")
