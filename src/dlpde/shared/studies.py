@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import time
 import types
@@ -131,6 +132,8 @@ def _convert(text: str, tp, key: str):
         raise ConfigError(f"{key}={text!r}: allowed values are {', '.join(map(str, args))}")
     if origin in (tuple, list):
         items = [t for t in text.replace(";", ",").split(",") if t.strip() != ""]
+        if not items:
+            raise ConfigError(f"{key}={text!r}: expected at least one comma-separated value")
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             return tuple(_convert(t.strip(), args[0], key) for t in items)
         if origin is tuple and args:
@@ -278,6 +281,8 @@ def execute(study: Study, preset: str = "quick", overrides=(), seed: int = 0,
     except (TypeError, ValueError, RuntimeError) as error:
         raise ConfigError(f"device={device!r}: {error}") from None
     config = make_config(study, preset, overrides, seed, resolved.type)
+    if not isinstance(out, (str, os.PathLike)) or str(out).strip() == "":
+        raise ConfigError(f"out must be a folder name, got {out!r}")
     base = Path(out) / study.name / f"{preset}-seed{config.seed}"
     path = Path(folder) if folder is not None else _next_folder(base, resume)
     run = RunDir(path, resume=resume, engine=engine)
