@@ -12,6 +12,8 @@ Jastrow), at equilibrated walkers of the initial wavefunction, float64. Side by 
 - ``hutchinson4``: 4 Rademacher probes (an estimate, not exact);
 - ``naive``: the peer, a Python loop of N d reverse-over-reverse passes (``torch.autograd.grad``).
 
+Times are process CPU seconds (run with OMP_NUM_THREADS=1: single-threaded work, much less
+distorted by other load than wall time), the least over rounds in which the methods take turns.
 Ratios are times over the forward Laplacian's (> 1: the forward Laplacian is faster); accuracy is
 the largest deviation of forward and naive from exact. Walkers per N shrink at large N to bound
 memory (the same walkers for every method).
@@ -59,14 +61,17 @@ def naive_local_energy(hamiltonian, wavefunction, x):
     return kinetic.detach() + hamiltonian.potential(x.detach())
 
 
-def timed(fn, repeats):
-    out = fn()
-    best = float("inf")
+def timed_round_robin(functions, repeats):
+    """Outputs and the least process CPU time of each function over ``repeats`` rounds, the
+    functions taking turns (so that a burst of load on a shared machine hits all of them)."""
+    outputs = {name: fn() for name, fn in functions.items()}  # warm-up
+    best = dict.fromkeys(functions, float("inf"))
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return out, best
+        for name, fn in functions.items():
+            start = time.process_time()
+            outputs[name] = fn()
+            best[name] = min(best[name], time.process_time() - start)
+    return outputs, best
 
 
 def system(n):
@@ -80,12 +85,15 @@ def measure(n, walkers, repeats):
     vmc = VMC(hamiltonian, wavefunction, n_walkers=walkers, burn_in=30, generator=2)
     vmc.equilibrate()
     x = vmc.walkers.x
-    forward, t_forward = timed(lambda: local_energy(hamiltonian, wavefunction, x, method="forward"), repeats)
-    exact, t_exact = timed(lambda: local_energy(hamiltonian, wavefunction, x, method="exact"), repeats)
-    naive, t_naive = timed(lambda: naive_local_energy(hamiltonian, wavefunction, x), repeats)
     g = make_generator(3)
-    hutchinson, t_h = timed(lambda: local_energy(hamiltonian, wavefunction, x, method="hutchinson",
-                                                 n_samples=4, generator=g), repeats)
+    outputs, seconds = timed_round_robin({
+        "forward": lambda: local_energy(hamiltonian, wavefunction, x, method="forward"),
+        "exact": lambda: local_energy(hamiltonian, wavefunction, x, method="exact"),
+        "naive": lambda: naive_local_energy(hamiltonian, wavefunction, x),
+        "hutchinson4": lambda: local_energy(hamiltonian, wavefunction, x, method="hutchinson", n_samples=4,
+                                            generator=g)}, repeats)
+    forward, exact, naive, hutchinson = (outputs[k] for k in ("forward", "exact", "naive", "hutchinson4"))
+    t_forward, t_exact, t_naive, t_h = (seconds[k] for k in ("forward", "exact", "naive", "hutchinson4"))
     scale = float(exact.abs().max())
     return {"n": n, "walkers": walkers, "coordinates": 3 * n,
             "parameters": sum(p.numel() for p in wavefunction.parameters()),
@@ -108,9 +116,9 @@ def main(argv=None) -> int:
     if args.tiny:
         plan, repeats = ((2, 8),), 1
     else:
-        plan, repeats = ((2, 256), (4, 256), (8, 128), (16, 64), (32, 16)), 2
+        plan, repeats = ((2, 256), (4, 256), (8, 128), (16, 64), (32, 16)), 3
     rows = []
-    print(f"{'N':>3} {'walkers':>7} {'forward s':>9} {'exact/fwd':>9} {'naive/fwd':>9} {'H4/fwd':>7} "
+    print(f"{'N':>3} {'walkers':>7} {'fwd CPU s':>9} {'exact/fwd':>9} {'naive/fwd':>9} {'H4/fwd':>7} "
           f"{'naive/exact':>11} {'fwd rel. dev.':>13}")
     for n, walkers in plan:
         row = measure(n, walkers, repeats)

@@ -187,9 +187,9 @@ def test_jastrow_is_symmetric_and_cusp_has_the_kato_slope():
     assert_permutation_invariant(lambda y: wf.jastrow(y, wf), x)
     helium = SlaterJastrow.from_hamiltonian(atom(2), jastrow_hidden=())
     r = torch.tensor([1e-7, 2e-7], dtype=DT)
-    distances = torch.zeros(2, 2, 2, dtype=DT)
-    distances[:, 0, 1] = distances[:, 1, 0] = r
-    values = helium.cusp(distances)
+    pair_positions = torch.zeros(2, 2, 3, dtype=DT)
+    pair_positions[:, 1, 0] = r  # electrons r apart
+    values = helium.cusp(pair_positions)
     assert float((values[1] - values[0]) / (r[1] - r[0])) == pytest.approx(0.5, rel=1e-5)
 
 

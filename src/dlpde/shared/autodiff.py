@@ -227,6 +227,7 @@ class Jet(torch.Tensor):
         with torch._C.DisableTorchFunctionSubclass():
             jet = value.as_subclass(cls)
         jet._value, jet.gradient, jet.laplacian = value, gradient, laplacian
+        jet.is_input = False
         return jet
 
     def __init__(self, *args, **kwargs):
@@ -426,14 +427,15 @@ def _mul(a, b):
         return Jet(a._value * b, _sub_rank(a, rank) * b, a.laplacian * b)
     rank = _rank(a, b)
     ga, gb = _sub_rank(a, rank), _sub_rank(b, rank)
+    cross = (ga * gb).sum(0) if ga.shape != gb.shape else torch.einsum("k...,k...->...", ga, gb)
     return Jet(a._value * b._value, ga * b._value + a._value * gb,
-               a.laplacian * b._value + a._value * b.laplacian + 2 * (ga * gb).sum(0))
+               a.laplacian * b._value + a._value * b.laplacian + 2 * cross)
 
 
 def _elementwise(jet: Jet, value, first, second) -> Jet:
     """``s(h)`` from ``value = s(h)``, ``first = s'(h)``, ``second = s''(h)``."""
     g = jet.gradient
-    return Jet(value, first * g, second * (g * g).sum(0) + first * jet.laplacian)
+    return Jet(value, first * g, second * torch.einsum("k...,k...->...", g, g) + first * jet.laplacian)
 
 
 def _reciprocal(b: Jet) -> Jet:
@@ -680,6 +682,7 @@ def _forward_laplacian(f: Callable, x: torch.Tensor, chunk_size: int | None):
     x = x.detach()
     tangents = _basis(x)
     jet = Jet(x, tangents, torch.zeros_like(x))
+    jet.is_input = True  # gradient = identity, Laplacian = 0: group_mean may go local
     out = f(jet)
     if not isinstance(out, torch.Tensor) or tuple(out.shape) != (x.shape[0],):
         raise ValueError(f"f must map (batch, *event) to (batch,), got {type(out).__name__} "
@@ -688,3 +691,33 @@ def _forward_laplacian(f: Callable, x: torch.Tensor, chunk_size: int | None):
         return torch.zeros_like(out), torch.zeros_like(x)
     grad = out.gradient.transpose(0, 1).reshape(x.shape)
     return out.laplacian, grad
+
+
+def group_mean(fn: Callable, x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """``mean_g fn(x[:, groups])[:, g]``: the mean over groups of particles of a function that acts on
+    each group separately, shape ``(B, *F)``.
+
+    ``x``: positions ``(B, N, d)``; ``groups``: particle indices ``(G, k)`` (``k = 1``: one-body,
+    ``k = 2``: pairs); ``fn`` maps ``(B, G, k, d)`` to ``(B, G, *F)``, output ``g`` depending on the
+    positions of group ``g`` only. On a plain tensor this is exactly ``fn(x[:, groups]).mean(1)``.
+    Inside the forward Laplacian (``x`` the input ``Jet``) each group's derivatives are carried
+    with respect to its own ``k d`` coordinates only (LapNet's sparsity: ``N d / (k d)`` times less
+    work than dense gradients) and scattered into the ``N d`` coordinates after the mean; the
+    Laplacian of the mean is the mean of the groups' local Laplacians.
+    """
+    if not (isinstance(x, Jet) and getattr(x, "is_input", False)):
+        return fn(x[:, groups]).mean(1)
+    value = x._value
+    batch, n, d = value.shape
+    n_groups, k = groups.shape
+    local = value[:, groups]  # (B, G, k, d)
+    basis = torch.eye(k * d, dtype=value.dtype, device=value.device).reshape(k * d, 1, 1, k, d)
+    out = fn(Jet(local, basis.expand(k * d, batch, n_groups, k, d), torch.zeros_like(local)))
+    if not isinstance(out, Jet):
+        return out.mean(1)
+    features = out._value.shape[2:]
+    local_grad = (out.gradient / n_groups).reshape(k, d, batch, n_groups, *features)
+    dense = local_grad.new_zeros(n, d, batch, *features)
+    for member in range(k):
+        dense.index_add_(0, groups[:, member], local_grad[member].movedim(2, 0))
+    return Jet(out._value.mean(1), dense.reshape(n * d, batch, *features), out.laplacian.mean(1))

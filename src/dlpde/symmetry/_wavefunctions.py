@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from dlpde.shared.autodiff import group_mean
+
 from ._layers import as_generator, check_dtype, check_positive_int, check_sizes, linear, mlp, random_tensor
 from ._sets import EquivariantLayer
 
@@ -168,14 +170,19 @@ class _PairCusp(nn.Module):
         slope = torch.tensor([float(cusp[1]), float(cusp[0])], dtype=dtype)[same]
         self.register_buffer("slope", slope)
         self.register_buffer("pair_type", same)
+        self.register_buffer("pairs", torch.stack([i, j], 1), persistent=False)
         self.inverse_range = nn.Parameter(torch.ones(2, dtype=dtype))
 
-    def forward(self, distance: torch.Tensor) -> torch.Tensor:
-        n = distance.shape[1]
-        i, j = _upper_pairs(n, distance.device)
-        r = distance[:, i, j]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The cusp factor's exponent at positions ``x`` ``(B, N, d)``: one pair at a time
+        (``group_mean``: local derivatives in the forward Laplacian)."""
         b = self.inverse_range.abs()[self.pair_type]
-        return (self.slope * r / (1 + b * r)).sum(-1)
+
+        def per_pair(local):
+            r = torch.linalg.vector_norm(local[:, :, 1] - local[:, :, 0], dim=-1)
+            return self.slope * r / (1 + b * r)
+
+        return group_mean(per_pair, x, self.pairs) * self.pairs.shape[0]
 
 
 def _pair_cusp(system: _System, cusp, dtype) -> _PairCusp | None:
@@ -189,6 +196,8 @@ class _NeuralJastrow(nn.Module):
     whether the spins agree, ``s_i + s_j`` and ``s_i s_j`` of the one-body ``s = log(1 + |x - R|^2)``.
     All inputs are smooth functions of squared distances, so ``J`` adds no cusp and no kink; the
     last layer starts at zero (``J = 0``). Invariant under permutations of equal-spin particles.
+    The means are ``group_mean``s, so the forward Laplacian carries each particle's (pair's)
+    derivatives with respect to its own coordinates only.
     """
 
     def __init__(self, system: _System, hidden: Sequence[int], generator, dtype):
@@ -202,16 +211,30 @@ class _NeuralJastrow(nn.Module):
         self.readout = mlp([width * (1 + self.has_pairs), width, 1], generator, dtype, final_scale=0.0)
 
     def forward(self, x: torch.Tensor, system: _System) -> torch.Tensor:
-        diff = x.unsqueeze(2) - system.centers
-        s = torch.log1p((diff**2).sum(-1))  # (B, N, M)
-        spins = system.spins.expand(x.shape[0], -1).unsqueeze(-1)
-        pooled = [self.one_body(torch.cat([s, spins], -1)).mean(1)]
+        n = x.shape[1]
+        batch = x.shape[0]
+
+        def log_offsets(positions):  # (B, G, d) -> (B, G, M)
+            return torch.log1p(((positions.unsqueeze(2) - system.centers) ** 2).sum(-1))
+
+        singles = torch.arange(n, device=x.device).unsqueeze(1)
+        spins = system.spins.expand(batch, -1).unsqueeze(-1)
+
+        def one_body(local):  # (B, N, 1, d)
+            return self.one_body(torch.cat([log_offsets(local[:, :, 0]), spins], -1))
+
+        pooled = [group_mean(one_body, x, singles)]
         if self.has_pairs:
-            i, j = _upper_pairs(x.shape[1], x.device)
-            r2 = ((x[:, i] - x[:, j]) ** 2).sum(-1, keepdim=True)
-            same = (system.spins[i] == system.spins[j]).to(x.dtype).expand(x.shape[0], -1).unsqueeze(-1)
-            pair_inputs = torch.cat([torch.log1p(r2), same, s[:, i] + s[:, j], s[:, i] * s[:, j]], -1)
-            pooled.append(self.pair(pair_inputs).mean(1))
+            i, j = _upper_pairs(n, x.device)
+            same = (system.spins[i] == system.spins[j]).to(x.dtype).expand(batch, -1).unsqueeze(-1)
+
+            def pair(local):  # (B, P, 2, d)
+                xi, xj = local[:, :, 0], local[:, :, 1]
+                r2 = ((xi - xj) ** 2).sum(-1, keepdim=True)
+                si, sj = log_offsets(xi), log_offsets(xj)
+                return self.pair(torch.cat([torch.log1p(r2), same, si + sj, si * sj], -1))
+
+            pooled.append(group_mean(pair, x, torch.stack([i, j], 1)))
         return self.readout(torch.cat(pooled, -1)).squeeze(-1)
 
 
@@ -332,7 +355,7 @@ class SlaterJastrow(_System):
         if self.jastrow is not None:
             log_abs = log_abs + self.jastrow(x, self)
         if self.cusp is not None:
-            log_abs = log_abs + self.cusp(_pairwise_distances(x, squared=False)[1])
+            log_abs = log_abs + self.cusp(x)
         return sign, log_abs
 
 
@@ -407,7 +430,7 @@ class BackflowDeterminant(_System):
         if self.jastrow is not None:
             log_abs = log_abs + self.jastrow(x, self)
         if self.cusp is not None:
-            log_abs = log_abs + self.cusp(_pairwise_distances(x, squared=False)[1])
+            log_abs = log_abs + self.cusp(x)
         return sign, log_abs
 
 
@@ -512,7 +535,7 @@ class VandermondeAnsatz(_System):
         if self.jastrow is not None:
             total = total + self.jastrow(x, self)
         if self.cusp is not None:
-            total = total + self.cusp(_pairwise_distances(x, squared=False)[1])
+            total = total + self.cusp(x)
         return total
 
 
@@ -572,5 +595,5 @@ class ExplicitAntisymmetrizer(_System):
         _, distance = self.center_offsets(x)
         log_abs = torch.log(torch.abs(total)) - (distance * self.decay.abs()).sum((1, 2))
         if self.cusp is not None:
-            log_abs = log_abs + self.cusp(_pairwise_distances(x, squared=False)[1])
+            log_abs = log_abs + self.cusp(x)
         return torch.sign(total), log_abs
