@@ -75,7 +75,7 @@ def test_images_load_without_network_and_split_is_disjoint():
     assert load_image("grace_hopper", 64).shape == (64, 64)
     with pytest.raises(ValueError, match="must not be used for training"):
         training_images(names=("camera", "moon"))
-    with pytest.raises(ValueError, match="image must be one of"):
+    with pytest.raises(ValueError, match="name must be one of"):
         load_image("lena")
 
 

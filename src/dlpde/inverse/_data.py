@@ -11,7 +11,9 @@ import math
 
 import torch
 
-from dlpde.shared import make_generator
+from dlpde.shared import check_bool, check_choice, check_positive_int, check_tensor
+
+from ._checks import check_dtype, check_generator, check_names
 
 __all__ = ["load_image", "available_images", "training_images", "random_patches",
            "shepp_logan_phantom", "random_ellipses", "TEST_IMAGES", "TRAINING_IMAGES"]
@@ -38,8 +40,10 @@ def load_image(name: str, size: int | None = None, dtype=torch.float32) -> torch
     """
     import numpy as np
 
-    if name not in available_images():
-        raise ValueError(f"image must be one of {available_images()}, got {name!r}")
+    check_choice(name, "name", available_images())
+    if size is not None:
+        size = check_positive_int(size, "size", maximum=8192)
+    dtype = check_dtype(dtype)
     if name == "grace_hopper":
         import matplotlib.cbook
         import matplotlib.image
@@ -76,6 +80,11 @@ def training_images(names=TRAINING_IMAGES, exclude=TEST_IMAGES, max_side: int | 
                     dtype=torch.float32) -> list[torch.Tensor]:
     """The training images (never any name in ``exclude``), each downscaled so its short side
     is at most ``max_side`` (natural images at a common scale)."""
+    names = check_names(names, "names", available_images())
+    exclude = check_names(exclude, "exclude", available_images())
+    if max_side is not None:
+        max_side = check_positive_int(max_side, "max_side", maximum=8192)
+    dtype = check_dtype(dtype)
     overlap = set(names) & set(exclude)
     if overlap:
         raise ValueError(f"test images {sorted(overlap)} must not be used for training")
@@ -95,7 +104,17 @@ def random_patches(images: list[torch.Tensor], count: int, size: int, generator,
                    flips: bool = True) -> torch.Tensor:
     """``count`` random ``size`` x ``size`` crops (random image, position, and with ``flips``
     a random flip/transpose) drawn with ``generator``: (count, size, size)."""
-    g = make_generator(generator, "cpu") if not isinstance(generator, torch.Generator) else generator
+    if isinstance(images, torch.Tensor) and images.dim() == 2:
+        images = [images]
+    if not isinstance(images, (list, tuple)) or not images:
+        raise TypeError("images must be a non-empty list of (H, W) tensors")
+    for k, image in enumerate(images):
+        check_tensor(image, f"images[{k}]", dim=2)
+    count = check_positive_int(count, "count", maximum=2**20)
+    smallest = min(min(image.shape) for image in images)
+    size = check_positive_int(size, "size", maximum=smallest)
+    check_bool(flips, "flips")
+    g = check_generator(generator)
     out = []
     which = torch.randint(len(images), (count,), generator=g)
     for k in range(count):
@@ -141,6 +160,8 @@ def _ellipses_image(ellipses, size: int, dtype) -> torch.Tensor:
 
 def shepp_logan_phantom(size: int, dtype=torch.float32) -> torch.Tensor:
     """The modified Shepp-Logan phantom rasterised at ``size`` x ``size`` (values in [0, 1])."""
+    size = check_positive_int(size, "size", maximum=8192)
+    dtype = check_dtype(dtype)
     return _ellipses_image(_SHEPP_LOGAN, size, dtype).clamp(0, 1)
 
 
@@ -149,7 +170,11 @@ def random_ellipses(count: int, size: int, generator, ellipses: int = 8,
     """``count`` random phantoms (count, size, size): ``ellipses`` ellipses with random
     centres and axes inside the inscribed circle, random angles and intensities, clamped to
     [0, 1]; drawn with ``generator``."""
-    g = make_generator(generator, "cpu") if not isinstance(generator, torch.Generator) else generator
+    count = check_positive_int(count, "count", maximum=2**16)
+    size = check_positive_int(size, "size", maximum=8192)
+    ellipses = check_positive_int(ellipses, "ellipses", maximum=1024)
+    dtype = check_dtype(dtype)
+    g = check_generator(generator)
     out = []
     for _ in range(count):
         r = torch.rand(ellipses, 6, generator=g, dtype=torch.float64)

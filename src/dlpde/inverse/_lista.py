@@ -10,8 +10,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlpde.shared import make_generator, train
+from dlpde.shared import (
+    check_bool,
+    check_callable,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_probability,
+    check_real,
+    check_tensor,
+    train,
+)
 
+from ._checks import check_dtype, check_generator, check_path, probe_sample
 from ._noise import nmse_db
 from ._solvers import soft_threshold
 
@@ -20,8 +31,9 @@ __all__ = ["LISTA", "LISTA_CP", "LISTA_CPSS", "ALISTA", "analytic_weight_matrix"
 
 
 def _check_matrix(matrix):
-    if not isinstance(matrix, torch.Tensor) or matrix.dim() != 2 or not matrix.is_floating_point():
-        raise TypeError("matrix must be a floating-point tensor of shape (m, n)")
+    check_tensor(matrix, "matrix", dim=2)
+    if float(torch.linalg.matrix_norm(matrix.double(), ord=2)) == 0.0:
+        raise ValueError("matrix must not be zero")
     return matrix
 
 
@@ -33,6 +45,8 @@ def support_selection_threshold(v: torch.Tensor, threshold: torch.Tensor, percen
     """Soft thresholding with support selection (Chen et al. 2018): the ``percent`` % entries
     of largest magnitude in each row of ``v`` (B, n) pass unshrunk, the others are
     soft-thresholded by ``threshold``."""
+    check_tensor(v, "v", min_dim=1, finite=False)
+    percent = check_real(percent, "percent", 0.0, 100.0)
     if percent <= 0:
         return soft_threshold(v, threshold)
     keep = min(v.shape[-1], max(1, int(round(v.shape[-1] * percent / 100))))
@@ -46,10 +60,8 @@ class _Unrolled(nn.Module):
     def __init__(self, matrix: torch.Tensor, layers: int, weight: float):
         super().__init__()
         _check_matrix(matrix)
-        if not isinstance(layers, int) or layers < 1:
-            raise ValueError(f"layers must be a positive int, got {layers!r}")
-        if not weight > 0:
-            raise ValueError(f"weight (the l1 weight of the initial thresholds) must be > 0, got {weight}")
+        layers = check_positive_int(layers, "layers", maximum=1000)
+        weight = check_positive(weight, "weight")
         self.register_buffer("matrix", matrix.clone())
         self.layers = layers
         self.lipschitz = _lipschitz(matrix)
@@ -64,16 +76,15 @@ class _Unrolled(nn.Module):
         raise NotImplementedError
 
     def _check(self, b):
-        if not isinstance(b, torch.Tensor) or b.dim() != 2 or b.shape[1] != self.matrix.shape[0]:
-            raise ValueError(f"b must have shape (B, {self.matrix.shape[0]}), got "
-                             f"{tuple(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__}")
+        check_tensor(b, "b", shape=(None, self.matrix.shape[0]), dtype=self.matrix.dtype)
 
     def forward(self, b: torch.Tensor, layers: int | None = None) -> list[torch.Tensor]:
         """The outputs of layers 1..``layers`` (default all), each (B, n); x_0 = 0."""
         self._check(b)
+        layers = self.layers if layers is None else check_int(layers, "layers", 0, self.layers)
         x = b.new_zeros((b.shape[0], self.matrix.shape[1]))
         outputs = []
-        for k in range(self.layers if layers is None else layers):
+        for k in range(layers):
             x = self.step(k, x, b)
             outputs.append(x)
         return outputs
@@ -125,7 +136,8 @@ class LISTA_CPSS(LISTA_CP):
     def __init__(self, matrix, layers: int = 16, weight: float = 0.1, percent_step: float = 1.2,
                  percent_max: float = 13.0):
         super().__init__(matrix, layers, weight)
-        self.percent_step, self.percent_max = percent_step, percent_max
+        self.percent_step = check_positive(percent_step, "percent_step", allow_zero=True, maximum=100.0)
+        self.percent_max = check_positive(percent_max, "percent_max", allow_zero=True, maximum=100.0)
 
     def percent(self, k):
         return min(self.percent_step * (k + 1), self.percent_max)
@@ -135,6 +147,8 @@ def analytic_weight_matrix(matrix: torch.Tensor) -> torch.Tensor:
     """ALISTA's W = argmin ||W^T A||_F subject to diag(W^T A) = 1 (Liu et al. 2019):
     w_i = G^{-1} a_i / (a_i^T G^{-1} a_i) with G = A A^T (computed in float64)."""
     a = _check_matrix(matrix).double()
+    if a.shape[0] > a.shape[1] or int(torch.linalg.matrix_rank(a)) < a.shape[0]:
+        raise ValueError(f"matrix {tuple(a.shape)} must have full row rank (A A^T invertible)")
     solved = torch.linalg.solve(a @ a.T, a)
     w = solved / (a * solved).sum(0, keepdim=True)
     return w.to(matrix.dtype)
@@ -151,7 +165,8 @@ class ALISTA(_Unrolled):
         self.register_buffer("analytic", analytic_weight_matrix(matrix))
         self.steps = nn.ParameterList(nn.Parameter(torch.tensor(1.0, dtype=matrix.dtype))
                                       for _ in range(layers))
-        self.percent_step, self.percent_max = percent_step, percent_max
+        self.percent_step = check_positive(percent_step, "percent_step", allow_zero=True, maximum=100.0)
+        self.percent_max = check_positive(percent_max, "percent_max", allow_zero=True, maximum=100.0)
 
     def percent(self, k):
         return min(self.percent_step * (k + 1), self.percent_max)
@@ -167,7 +182,11 @@ class ALISTA(_Unrolled):
 def sparse_vectors(batch: int, n: int, probability: float = 0.1, generator=None,
                    dtype=torch.float32, device="cpu") -> torch.Tensor:
     """x_i = Bernoulli(p) * N(0, 1) i.i.d.: (batch, n), from ``generator`` (seed or Generator)."""
-    g = make_generator(generator, "cpu") if not isinstance(generator, torch.Generator) else generator
+    batch = check_int(batch, "batch", minimum=0, maximum=2**24)
+    n = check_positive_int(n, "n", maximum=2**24)
+    probability = check_probability(probability, "probability")
+    dtype = check_dtype(dtype)
+    g = check_generator(0 if generator is None else generator)
     support = torch.rand(batch, n, generator=g, device=g.device) < probability
     values = torch.randn(batch, n, generator=g, device=g.device)
     return (support * values).to(device=device, dtype=dtype)
@@ -186,7 +205,26 @@ def train_layerwise(model: _Unrolled, sample, steps_per_stage: tuple[int, int, i
     (the generator's state is checkpointed by ``dlpde.shared.train``). Each stage checkpoints
     to ``checkpoint_dir/layer<k>-<stage>.pt`` when given. Returns the concatenated history.
     """
-    g = make_generator(0 if generator is None else generator, "cpu")
+    if not isinstance(model, _Unrolled):
+        raise TypeError(f"model must be a LISTA-family network, got {type(model).__name__}")
+    check_callable(sample, "sample")
+    if not isinstance(steps_per_stage, (tuple, list)) or len(steps_per_stage) != 3:
+        raise TypeError(f"steps_per_stage must be three ints, got {steps_per_stage!r}")
+    steps_per_stage = tuple(check_int(s, "steps_per_stage entry", minimum=0) for s in steps_per_stage)
+    lr = check_positive(lr, "lr")
+    if not isinstance(decays, (tuple, list)) or len(decays) != 2:
+        raise TypeError(f"decays must be two numbers, got {decays!r}")
+    decays = tuple(check_positive(d, "decays entry", maximum=1.0) for d in decays)
+    joint_steps = check_int(joint_steps, "joint_steps", minimum=0)
+    check_bool(warm_start, "warm_start")
+    check_bool(resume, "resume")
+    check_bool(progress, "progress")
+    if checkpoint_dir is not None:
+        check_path(checkpoint_dir, "checkpoint_dir")
+    g = check_generator(0 if generator is None else generator)
+    b, x = probe_sample(sample, g, 2)
+    model._check(b)
+    check_tensor(x, "sample(generator)[1]", shape=(b.shape[0], model.matrix.shape[1]))
     history = []
 
     def run(params, k, rate, steps, tag, frozen_prefix):
@@ -225,6 +263,10 @@ def train_layerwise(model: _Unrolled, sample, steps_per_stage: tuple[int, int, i
 
 def layer_nmse_db(model: _Unrolled, b: torch.Tensor, x: torch.Tensor) -> list[float]:
     """NMSE (dB) of every layer's output against the true ``x`` (no gradients)."""
+    if not isinstance(model, _Unrolled):
+        raise TypeError(f"model must be a LISTA-family network, got {type(model).__name__}")
+    model._check(b)
+    check_tensor(x, "x", shape=(b.shape[0], model.matrix.shape[1]))
     with torch.no_grad():
         return [nmse_db(out, x) for out in model(b)]
 

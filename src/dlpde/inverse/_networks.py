@@ -9,6 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlpde.shared import check_bool, check_choice, check_int, check_positive, check_positive_int, check_tensor
+
+from ._checks import check_generator, check_operator, check_shape
 from ._operators import LinearOperator
 from ._solvers import _project_unit_ball, image_divergence, image_gradient, soft_threshold
 
@@ -20,6 +23,7 @@ PRIORS = ("l1", "wavelet", "tv")
 
 def _init_conv(module: nn.Module, generator: torch.Generator | None) -> None:
     """He-normal initialisation of every convolution from ``generator`` (biases zero)."""
+    generator = check_generator(generator, allow_none=True)
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             fan_in = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
@@ -30,9 +34,19 @@ def _init_conv(module: nn.Module, generator: torch.Generator | None) -> None:
                     m.bias.zero_()
 
 
+def _check_haar(x, name, levels):
+    check_tensor(x, name, min_dim=2, finite=False)
+    levels = check_int(levels, "levels", minimum=0, maximum=30)
+    if x.shape[-2] % 2**levels or x.shape[-1] % 2**levels:
+        raise ValueError(f"{name} (..., H, W) needs H and W divisible by 2^levels = {2**levels}, "
+                         f"got {tuple(x.shape)}")
+    return levels
+
+
 def haar_transform(x: torch.Tensor, levels: int) -> torch.Tensor:
     """Orthonormal 2-D Haar wavelet transform of (..., H, W), H and W divisible by 2^levels;
     coefficients stored in place (approximation in the top-left corner)."""
+    levels = _check_haar(x, "x", levels)
     out = x.clone()
     h, w = x.shape[-2:]
     for _ in range(levels):
@@ -48,6 +62,7 @@ def haar_transform(x: torch.Tensor, levels: int) -> torch.Tensor:
 
 def inverse_haar_transform(c: torch.Tensor, levels: int) -> torch.Tensor:
     """Inverse (= transpose) of ``haar_transform``."""
+    levels = _check_haar(c, "c", levels)
     out = c.clone()
     sizes = [(c.shape[-2] >> k, c.shape[-1] >> k) for k in range(levels)]
     for h, w in reversed(sizes):
@@ -97,18 +112,26 @@ class UnrolledProximalGradient(nn.Module):
                  learn=("step", "threshold"), threshold: float = 0.05, operator_norm: float | None = None,
                  levels: int = 3, inner: int = 10, input_shape=None):
         super().__init__()
-        if not isinstance(operator, LinearOperator):
-            raise TypeError("operator must be a LinearOperator")
-        if prior not in PRIORS:
-            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
-        unknown = set(learn) - {"step", "threshold"}
+        check_operator(operator)
+        check_choice(prior, "prior", PRIORS)
+        if isinstance(learn, str) or not isinstance(learn, (tuple, list, set)):
+            raise TypeError(f"learn must be a tuple drawn from ('step', 'threshold'), got {learn!r}")
+        unknown = [v for v in learn if v not in ("step", "threshold")]
         if unknown:
-            raise ValueError(f"learn may contain 'step' and 'threshold', got {sorted(unknown)}")
-        if not isinstance(stages, int) or stages < 1:
-            raise ValueError(f"stages must be a positive int, got {stages!r}")
+            raise ValueError(f"learn may contain 'step' and 'threshold', got {unknown!r}")
+        stages = check_positive_int(stages, "stages", maximum=1000)
+        threshold = check_positive(threshold, "threshold")
+        levels = check_int(levels, "levels", minimum=0, maximum=30)
+        inner = check_positive_int(inner, "inner", maximum=10000)
+        if input_shape is not None:
+            input_shape = check_shape(input_shape)
         self.operator, self.prior, self.stages = operator, prior, stages
         self.levels, self.inner = levels, inner
+        if operator_norm is not None:
+            operator_norm = check_positive(operator_norm, "operator_norm")
         norm = operator_norm if operator_norm is not None else operator.norm(input_shape)
+        if norm == 0:
+            raise ValueError("the operator is zero (||A|| = 0)")
         step = 1.0 / norm**2
         log_steps = torch.full((stages,), math.log(step), dtype=torch.float32)
         log_thresholds = torch.full((stages,), math.log(threshold * step), dtype=torch.float32)
@@ -116,7 +139,12 @@ class UnrolledProximalGradient(nn.Module):
         self.log_thresholds = nn.Parameter(log_thresholds, requires_grad="threshold" in learn)
 
     def forward(self, y: torch.Tensor, return_all: bool = False):
+        check_tensor(y, "y")
         x = self.operator.adjoint(y)
+        if self.prior == "tv" and x.dim() < 2:
+            raise ValueError(f"the TV prior needs images: A^T y has shape {tuple(x.shape)}")
+        if self.prior == "wavelet":
+            _check_haar(x, "A^T y", self.levels)
         outputs = []
         for k in range(self.stages):
             z = x - self.log_steps[k].exp() * self.operator.adjoint(self.operator.forward(x) - y)
@@ -149,10 +177,18 @@ class LearnedPrimalDual(nn.Module):
                  hidden: int = 32, depth: int = 3, operator_norm: float | None = None,
                  generator: torch.Generator | None = None):
         super().__init__()
-        if not isinstance(operator, LinearOperator):
-            raise TypeError("operator must be a LinearOperator")
+        check_operator(operator)
+        iterations = check_positive_int(iterations, "iterations", maximum=1000)
+        memory = check_positive_int(memory, "memory", maximum=1024)
+        hidden = check_positive_int(hidden, "hidden", maximum=4096)
+        depth = check_int(depth, "depth", minimum=2, maximum=100)
+        if operator_norm is not None:
+            operator_norm = check_positive(operator_norm, "operator_norm")
+        norm = operator_norm if operator_norm is not None else operator.norm()
+        if norm == 0:
+            raise ValueError("the operator is zero (||A|| = 0)")
         self.operator, self.iterations, self.memory = operator, iterations, memory
-        self.scale = 1.0 / (operator_norm if operator_norm is not None else operator.norm())
+        self.scale = 1.0 / norm
         self.dual = nn.ModuleList(_conv_block(memory + 2, memory, hidden, depth) for _ in range(iterations))
         self.primal = nn.ModuleList(_conv_block(memory + 1, memory, hidden, depth)
                                     for _ in range(iterations))
@@ -162,6 +198,7 @@ class LearnedPrimalDual(nn.Module):
                 block[-1].weight.mul_(0.1)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        check_tensor(y, "y", min_dim=3)
         y = y * self.scale
         batch = y.shape[0]
         image_shape = self.operator.adjoint(y[:1]).shape[1:]
@@ -175,6 +212,12 @@ class LearnedPrimalDual(nn.Module):
         return f[:, 0]
 
 
+def _check_images(y, module: nn.Module):
+    """(B, H, W) images in the dtype of the network's parameters."""
+    dtype = next(module.parameters()).dtype
+    check_tensor(y, "y", dim=3, dtype=dtype, finite=False)
+
+
 class DnCNN(nn.Module):
     """DnCNN (Zhang et al. 2017): residual learning x = y - R(y), R a stack of ``depth`` 3x3
     convolutions (``width`` channels, batch norm and ReLU inside). Images (B, H, W)."""
@@ -182,8 +225,9 @@ class DnCNN(nn.Module):
     def __init__(self, depth: int = 17, width: int = 64, batch_norm: bool = True,
                  generator: torch.Generator | None = None):
         super().__init__()
-        if depth < 2:
-            raise ValueError(f"depth must be >= 2, got {depth}")
+        depth = check_int(depth, "depth", minimum=2, maximum=200)
+        width = check_positive_int(width, "width", maximum=1024)
+        check_bool(batch_norm, "batch_norm")
         layers = [nn.Conv2d(1, width, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 2):
             layers.append(nn.Conv2d(width, width, 3, padding=1, bias=not batch_norm))
@@ -195,8 +239,7 @@ class DnCNN(nn.Module):
         _init_conv(self, generator)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        if y.dim() != 3:
-            raise ValueError(f"y must have shape (B, H, W), got {tuple(y.shape)}")
+        _check_images(y, self)
         return y - self.body(y[:, None])[:, 0]
 
 
@@ -208,8 +251,8 @@ class UNet(nn.Module):
 
     def __init__(self, levels: int = 2, width: int = 16, generator: torch.Generator | None = None):
         super().__init__()
-        if levels < 1:
-            raise ValueError(f"levels must be >= 1, got {levels}")
+        levels = check_positive_int(levels, "levels", maximum=8)
+        width = check_positive_int(width, "width", maximum=1024)
 
         def block(cin, cout):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(),
@@ -228,10 +271,12 @@ class UNet(nn.Module):
             self.head.weight.mul_(0.1)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        if y.dim() != 3:
-            raise ValueError(f"y must have shape (B, H, W), got {tuple(y.shape)}")
+        _check_images(y, self)
         multiple = 2**self.levels
         h, w = y.shape[-2:]
+        if min(h, w) < multiple:
+            raise ValueError(f"y (B, H, W) must be at least {multiple} pixels on each side for a "
+                             f"{self.levels}-level U-Net, got {tuple(y.shape)}")
         pad_h, pad_w = (-h) % multiple, (-w) % multiple
         x = F.pad(y[:, None], (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else y[:, None]
         skips = []

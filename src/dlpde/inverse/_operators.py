@@ -14,11 +14,22 @@ back onto the pixels it was copied from (``_pad_adjoint``).
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 
-from dlpde.shared import make_generator
+from dlpde.shared import (
+    NonFiniteResultError,
+    check_choice,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_real,
+    check_tensor,
+)
+
+from ._checks import check_dtype, check_generator, check_shape
 
 __all__ = [
     "LinearOperator", "Identity", "Blur", "GaussianBlur", "MotionBlur", "Inpainting",
@@ -29,13 +40,9 @@ BOUNDARIES = ("circular", "reflect", "replicate", "zero")
 
 
 def _check_tensor(name: str, x, min_dim: int = 1) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
-    if x.dim() < min_dim:
-        raise ValueError(f"{name} must have at least {min_dim} dimensions, got shape {tuple(x.shape)}")
-    return x
+    """Operator inputs: float32/float64 tensors with at least ``min_dim`` dims (NaN passes
+    through a linear map; finiteness is the solvers' business)."""
+    return check_tensor(x, name, min_dim=min_dim, finite=False)
 
 
 class LinearOperator:
@@ -62,41 +69,74 @@ class LinearOperator:
         return self.adjoint(self.forward(x))
 
     def _shape(self, input_shape) -> tuple[int, ...]:
-        shape = self.input_shape if input_shape is None else tuple(input_shape)
+        shape = self.input_shape if input_shape is None else input_shape
         if shape is None:
             raise ValueError(f"{type(self).__name__} accepts any image size: pass input_shape=(H, W)")
-        return tuple(int(s) for s in shape)
+        return check_shape(shape, "input_shape")
 
     def norm(self, input_shape=None, iterations: int = 200, tolerance: float = 1e-10,
              generator=0, dtype=torch.float64, device="cpu") -> float:
-        """Operator 2-norm ||A|| = sqrt(lambda_max(A^T A)) by power iteration on A^T A.
+        """Operator 2-norm ||A|| = sqrt(lambda_max(A^T A)).
+
+        Operators whose norm is known in closed form return it (circular ``Blur`` and circular
+        ``Downsampling`` by the FFT, ``Identity``, ``Inpainting``, ``CompressedSensing`` by the
+        SVD); the others use ``power_iteration_norm`` with these arguments.
+        """
+        exact = self.exact_norm(input_shape)
+        if exact is not None:
+            return exact
+        return self.power_iteration_norm(input_shape, iterations, tolerance, generator, dtype, device)
+
+    def exact_norm(self, input_shape=None) -> float | None:
+        """||A|| in closed form, or ``None`` where it is not known (then ``norm`` iterates)."""
+        return None
+
+    def power_iteration_norm(self, input_shape=None, iterations: int = 200, tolerance: float = 1e-10,
+                             generator=0, dtype=torch.float64, device="cpu") -> float:
+        """||A|| by power iteration on A^T A: x <- A^T A x / ||A^T A x||, lambda_k = ||A^T A x_k||.
 
         Starts from a Gaussian vector drawn from ``generator`` (a seed or a torch.Generator);
-        stops when the Rayleigh quotient changes by less than ``tolerance`` (relative).
+        stops when lambda_k changes by at most ``tolerance`` (relative). lambda_k increases to
+        lambda_max from below, so the estimate is a lower bound; if ``iterations`` run out before
+        the tolerance is met a ``RuntimeWarning`` says so (callers that need a step size below
+        1 / ||A||^2 should then keep a safety margin, as the primal-dual solvers do).
         """
+        iterations = check_positive_int(iterations, "iterations")
+        tolerance = check_positive(tolerance, "tolerance")
         shape = self._shape(input_shape)
-        g = make_generator(generator, "cpu")
+        g = check_generator(generator)
+        dtype = check_dtype(dtype)
         x = torch.randn(shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
         x = x / torch.linalg.vector_norm(x)
-        value = 0.0
+        value, converged, change = 0.0, False, math.inf
         with torch.no_grad():
             for _ in range(iterations):
                 y = self.normal(x)
                 new = float(torch.linalg.vector_norm(y))
+                if not math.isfinite(new):
+                    raise NonFiniteResultError(f"power iteration of {type(self).__name__} became non-finite")
                 if new == 0.0:
                     return 0.0
                 x = y / new
-                if abs(new - value) <= tolerance * new:
-                    value = new
-                    break
+                change = abs(new - value) / new
                 value = new
+                if change <= tolerance:
+                    converged = True
+                    break
+        if not converged:
+            warnings.warn(f"power iteration for ||{type(self).__name__}|| stopped after {iterations} "
+                          f"iterations without reaching relative tolerance {tolerance:g} (last relative "
+                          f"change {change:.2g}); the estimate is a lower bound",
+                          RuntimeWarning, stacklevel=2)
         return math.sqrt(value)
 
     def adjointness_error(self, input_shape=None, generator=0, dtype=torch.float64, device="cpu",
                           batch: int = 2) -> float:
         """Relative mismatch |<A u, v> - <u, A^T v>| / (|A u| |v| + |u| |A^T v|) for random u, v."""
         shape = self._shape(input_shape)
-        g = make_generator(generator, "cpu")
+        g = check_generator(generator)
+        dtype = check_dtype(dtype)
+        batch = check_positive_int(batch, "batch")
         u = torch.randn((batch, *shape), generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
         au = self.forward(u)
         v = torch.randn(au.shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
@@ -111,7 +151,7 @@ class Identity(LinearOperator):
     """A x = x (denoising). ``input_shape`` is optional and only used by ``norm``."""
 
     def __init__(self, input_shape=None):
-        self.input_shape = None if input_shape is None else tuple(input_shape)
+        self.input_shape = None if input_shape is None else check_shape(input_shape)
 
     def forward(self, x):
         return _check_tensor("x", x)
@@ -122,6 +162,10 @@ class Identity(LinearOperator):
     def solve_shifted_normal(self, z, tau):
         """(I + tau A^T A)^{-1} z = z / (1 + tau)."""
         return z / (1.0 + tau)
+
+    def exact_norm(self, input_shape=None) -> float:
+        """||I|| = 1."""
+        return 1.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,13 +249,8 @@ class Blur(LinearOperator):
     """
 
     def __init__(self, kernel: torch.Tensor, boundary: str = "circular"):
-        _check_tensor("kernel", kernel, 2)
-        if kernel.dim() != 2:
-            raise ValueError(f"kernel must be 2-D (kh, kw), got shape {tuple(kernel.shape)}")
-        if not bool(torch.isfinite(kernel).all()):
-            raise ValueError("kernel must be finite")
-        if boundary not in BOUNDARIES:
-            raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
+        check_tensor(kernel, "kernel", dim=2)
+        check_choice(boundary, "boundary", BOUNDARIES)
         self.kernel = kernel
         self.boundary = boundary
 
@@ -257,17 +296,32 @@ class Blur(LinearOperator):
 
     def fft_norm(self, shape) -> float:
         """The closed-form norm for circular boundary: max over frequencies of |FFT(k)|."""
-        return float(self.transfer_function(shape).abs().max())
+        return float(self.transfer_function(self._shape(shape)).abs().max())
+
+    def exact_norm(self, input_shape=None) -> float | None:
+        """Circular boundary: A is diagonalised by the 2-D DFT, ||A|| = max_w |k_hat(w)| over the
+        image grid (``fft_norm``). Other boundaries: ``None`` (power iteration)."""
+        if self.boundary != "circular":
+            return None
+        return self.fft_norm(input_shape)
+
+
+MAX_KERNEL_SIZE = 2049
+
+
+def check_odd_size(size) -> int:
+    size = check_positive_int(size, "size", maximum=MAX_KERNEL_SIZE)
+    if size % 2 == 0:
+        raise ValueError(f"size must be a positive odd integer, got {size}")
+    return size
 
 
 def gaussian_kernel(sigma: float, size: int | None = None, dtype=torch.float64) -> torch.Tensor:
     """Normalised Gaussian kernel exp(-(i^2 + j^2) / (2 sigma^2)) of odd ``size`` (default
     2 * ceil(3 sigma) + 1)."""
-    if not sigma > 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    size = 2 * math.ceil(3 * sigma) + 1 if size is None else int(size)
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"size must be a positive odd integer, got {size}")
+    sigma = check_positive(sigma, "sigma", maximum=MAX_KERNEL_SIZE / 6)
+    dtype = check_dtype(dtype)
+    size = 2 * math.ceil(3 * sigma) + 1 if size is None else check_odd_size(size)
     r = torch.arange(size, dtype=dtype) - size // 2
     g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
     return g / g.sum()
@@ -278,11 +332,11 @@ def motion_kernel(length: float, angle: float, size: int | None = None, dtype=to
     """Normalised linear motion-blur kernel: a segment of ``length`` pixels at ``angle`` degrees
     (counter-clockwise from the x axis) through the centre, rasterised by bilinear splatting of
     ``oversampling`` points per pixel of length."""
-    if not length > 0:
-        raise ValueError(f"length must be positive, got {length}")
-    size = 2 * math.ceil(length / 2) + 1 if size is None else int(size)
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"size must be a positive odd integer, got {size}")
+    length = check_positive(length, "length", maximum=MAX_KERNEL_SIZE - 1)
+    angle = check_real(angle, "angle")
+    dtype = check_dtype(dtype)
+    oversampling = check_positive_int(oversampling, "oversampling", maximum=1024)
+    size = 2 * math.ceil(length / 2) + 1 if size is None else check_odd_size(size)
     n = max(2, int(math.ceil(length * oversampling)))
     t = torch.linspace(-length / 2, length / 2, n, dtype=torch.float64)
     theta = math.radians(angle)
@@ -326,8 +380,9 @@ class Inpainting(LinearOperator):
     """
 
     def __init__(self, mask: torch.Tensor):
-        if not isinstance(mask, torch.Tensor) or mask.dim() < 1:
-            raise TypeError("mask must be a tensor of shape (H, W) (or any event shape)")
+        check_tensor(mask, "mask", min_dim=1, dtype="any", finite=False)
+        if mask.is_complex():
+            raise TypeError("mask must be a real or boolean tensor of 0 and 1")
         values = mask.to(torch.float64)
         if not bool(((values == 0) | (values == 1)).all()):
             raise ValueError("mask must contain only 0 and 1 (or booleans)")
@@ -346,6 +401,10 @@ class Inpainting(LinearOperator):
     def adjoint(self, y):
         return self._apply(y, "y")
 
+    def exact_norm(self, input_shape=None) -> float:
+        """||A|| = 1 if any pixel is observed, else 0."""
+        return 1.0 if bool(self.mask.any()) else 0.0
+
     def solve_shifted_normal(self, z, tau):
         """(I + tau A^T A)^{-1} z: divide observed pixels by 1 + tau."""
         return z / (1 + tau * self.mask.to(device=z.device, dtype=z.dtype))
@@ -360,10 +419,12 @@ class Downsampling(LinearOperator):
     """
 
     def __init__(self, factor: int, filter="gaussian", boundary: str = "circular"):
-        if not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"factor must be a positive integer, got {factor!r}")
+        factor = check_positive_int(factor, "factor", maximum=1024)
+        check_choice(boundary, "boundary", BOUNDARIES)
         if isinstance(filter, torch.Tensor):
             kernel = filter
+        elif not (filter is None or isinstance(filter, str)):
+            raise TypeError(f"filter must be 'box', 'gaussian', None or a kernel tensor, got {filter!r}")
         elif filter == "box":
             kernel = torch.full((factor, factor), 1.0 / factor**2, dtype=torch.float64)
         elif filter == "gaussian":
@@ -385,6 +446,25 @@ class Downsampling(LinearOperator):
         up[..., ::self.factor, ::self.factor] = y
         return self.blur.adjoint(up)
 
+    def exact_norm(self, input_shape=None) -> float | None:
+        """Circular blur and H, W divisible by the factor f: A A^T = S K K^T S^T is a circular
+        convolution on the coarse grid with symbol (1 / f^2) sum_aliases |k_hat(w + 2 pi j / f)|^2,
+        so ||A||^2 is its maximum over the coarse frequencies. Otherwise ``None``."""
+        shape = self._shape(input_shape)
+        f = self.factor
+        if self.blur.boundary != "circular" or len(shape) != 2 or shape[0] % f or shape[1] % f:
+            return None
+        h, w = shape
+        kernel = self.blur.kernel.to(torch.float64)
+        if kernel.shape[0] > h or kernel.shape[1] > w:
+            raise ValueError(f"kernel {tuple(kernel.shape)} is larger than the image {shape}")
+        padded = kernel.new_zeros((h, w))
+        padded[:kernel.shape[0], :kernel.shape[1]] = kernel
+        padded = torch.roll(padded, shifts=(-(kernel.shape[0] // 2), -(kernel.shape[1] // 2)), dims=(0, 1))
+        power = torch.fft.fft2(padded).abs() ** 2
+        symbol = power.reshape(f, h // f, f, w // f).sum(dim=(0, 2)) / f**2
+        return math.sqrt(float(symbol.max()))
+
     def adjointness_error(self, input_shape=None, **kwargs) -> float:
         shape = self._shape(input_shape)
         if shape[-2] % self.factor or shape[-1] % self.factor:
@@ -396,16 +476,16 @@ class CompressedSensing(LinearOperator):
     """A x = Phi x for a measurement matrix ``matrix`` (m, n); vectors (..., n) -> (..., m)."""
 
     def __init__(self, matrix: torch.Tensor):
-        _check_tensor("matrix", matrix, 2)
-        if matrix.dim() != 2:
-            raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(matrix.shape)}")
+        check_tensor(matrix, "matrix", dim=2)
         self.matrix = matrix
         self.input_shape = (matrix.shape[1],)
 
     @classmethod
     def gaussian(cls, m: int, n: int, generator=0, dtype=torch.float64, normalize_columns=True):
         """Entries N(0, 1/m), columns rescaled to unit norm (the LISTA benchmark matrix)."""
-        g = make_generator(generator, "cpu")
+        m, n = check_positive_int(m, "m", maximum=2**16), check_positive_int(n, "n", maximum=2**16)
+        g = check_generator(generator)
+        dtype = check_dtype(dtype)
         a = torch.randn(m, n, generator=g, dtype=torch.float64) / math.sqrt(m)
         if normalize_columns:
             a = a / torch.linalg.vector_norm(a, dim=0, keepdim=True)
@@ -426,7 +506,7 @@ class CompressedSensing(LinearOperator):
             raise ValueError(f"y must end with size {self.matrix.shape[0]}, got {tuple(y.shape)}")
         return y @ self._matrix_for(y)
 
-    def exact_norm(self) -> float:
+    def exact_norm(self, input_shape=None) -> float:
         """The largest singular value of the matrix."""
         return float(torch.linalg.matrix_norm(self.matrix.to(torch.float64), ord=2))
 
@@ -463,18 +543,28 @@ class Radon(LinearOperator):
     """
 
     def __init__(self, angles, size: int, detectors: int | None = None, chunk: int = 2**21):
+        if isinstance(angles, bool):
+            raise TypeError(f"angles must be an int or a list/tensor of degrees, got {angles!r}")
         if isinstance(angles, int):
-            if angles < 1:
-                raise ValueError(f"angles must be >= 1, got {angles}")
+            angles = check_positive_int(angles, "angles", maximum=2**14)
             angles = torch.arange(angles, dtype=torch.float64) * (180.0 / angles)
-        angles = torch.as_tensor(angles, dtype=torch.float64).reshape(-1)
-        if angles.numel() == 0 or not bool(torch.isfinite(angles).all()):
-            raise ValueError("angles must be a non-empty finite list of degrees")
-        if not isinstance(size, int) or size < 2:
-            raise ValueError(f"size must be an integer >= 2, got {size!r}")
+        elif isinstance(angles, (list, tuple)):
+            if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in angles):
+                raise TypeError("angles must be a list of numbers (degrees)")
+            angles = torch.tensor(angles, dtype=torch.float64)
+        elif isinstance(angles, torch.Tensor):
+            check_tensor(angles, "angles", dtype="any")
+            if angles.is_complex() or angles.dtype == torch.bool:
+                raise TypeError(f"angles must be real degrees, got {angles.dtype}")
+        else:
+            raise TypeError(f"angles must be an int or a list/tensor of degrees, got {type(angles).__name__}")
+        angles = angles.to(torch.float64).reshape(-1)
+        size = check_int(size, "size", minimum=2, maximum=4096)
+        chunk = check_positive_int(chunk, "chunk")
         self.angles = angles
         self.size = size
-        self.detectors = size if detectors is None else int(detectors)
+        self.detectors = size if detectors is None else check_positive_int(detectors, "detectors",
+                                                                            maximum=16384)
         self.samples = int(math.ceil(size * math.sqrt(2))) + 1
         self.input_shape = (size, size)
         self.output_shape = (angles.numel(), self.detectors)

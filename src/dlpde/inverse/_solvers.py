@@ -9,6 +9,19 @@ import math
 import numpy as np
 import torch
 
+from dlpde.shared import (
+    NonFiniteResultError,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_finite_result,
+    check_int,
+    check_positive,
+    check_real,
+    check_tensor,
+)
+
+from ._checks import check_operator
 from ._operators import Blur, LinearOperator, Radon
 
 __all__ = [
@@ -35,14 +48,12 @@ class StoppingRule:
     discrepancy_factor: float = 1.0
 
     def __post_init__(self):
-        if not isinstance(self.max_iterations, int) or self.max_iterations < 0:
-            raise ValueError(f"max_iterations must be a non-negative int, got {self.max_iterations!r}")
-        if self.tolerance is not None and not self.tolerance > 0:
-            raise ValueError(f"tolerance must be positive or None, got {self.tolerance}")
-        if self.noise_level is not None and not self.noise_level >= 0:
-            raise ValueError(f"noise_level must be non-negative or None, got {self.noise_level}")
-        if not self.discrepancy_factor > 0:
-            raise ValueError(f"discrepancy_factor must be positive, got {self.discrepancy_factor}")
+        check_int(self.max_iterations, "max_iterations", minimum=0)
+        if self.tolerance is not None:
+            check_positive(self.tolerance, "tolerance")
+        if self.noise_level is not None:
+            check_positive(self.noise_level, "noise_level", allow_zero=True)
+        check_positive(self.discrepancy_factor, "discrepancy_factor")
 
     def converged(self, x_new, x_old) -> bool:
         if self.tolerance is None:
@@ -69,28 +80,51 @@ class SolverResult:
     iterations: int
     stopped: str
     history: list[float] = dataclasses.field(default_factory=list)
+    info: dict = dataclasses.field(default_factory=dict)
 
 
 def _as_batch(y: torch.Tensor, operator: LinearOperator, name: str = "y") -> torch.Tensor:
-    if not isinstance(y, torch.Tensor) or not y.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor")
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError(f"{name} must be finite")
-    return y
+    check_operator(operator)
+    return check_tensor(y, name)
+
+
+def _start(x0, operator, y, name="x0"):
+    """Zeros shaped like A^T y, or a copy of ``x0`` (checked to have that shape)."""
+    image = operator.adjoint(y)
+    if x0 is None:
+        return torch.zeros_like(image), image
+    check_tensor(x0, name)
+    if x0.shape != image.shape:
+        raise ValueError(f"{name} must have the shape of A^T y, {tuple(image.shape)}, got {tuple(x0.shape)}")
+    return x0.to(image).clone(), image
 
 
 def _rule(stopping) -> StoppingRule:
     if stopping is None:
         return StoppingRule()
-    if isinstance(stopping, int):
+    if isinstance(stopping, int) and not isinstance(stopping, bool):
         return StoppingRule(max_iterations=stopping)
-    if not isinstance(stopping, StoppingRule):
+    if isinstance(stopping, bool) or not isinstance(stopping, StoppingRule):
         raise TypeError("stopping must be a StoppingRule, an int (iterations) or None")
     return stopping
 
 
 def soft_threshold(x: torch.Tensor, threshold) -> torch.Tensor:
-    """eta_theta(x) = sign(x) max(|x| - theta, 0), the prox of theta ||.||_1."""
+    """eta_theta(x) = sign(x) max(|x| - theta, 0), the prox of theta ||.||_1.
+
+    ``threshold``: a number >= 0 or a non-negative tensor broadcastable against ``x``."""
+    check_tensor(x, "x", finite=False, nonempty=False)
+    if isinstance(threshold, torch.Tensor):
+        check_tensor(threshold, "threshold")
+        try:
+            torch.broadcast_shapes(x.shape, threshold.shape)
+        except RuntimeError:
+            raise ValueError(f"threshold of shape {tuple(threshold.shape)} does not broadcast against "
+                             f"x of shape {tuple(x.shape)}") from None
+        if bool((threshold < 0).any()):
+            raise ValueError("threshold must be non-negative")
+    else:
+        threshold = check_positive(threshold, "threshold", allow_zero=True)
     return torch.sign(x) * torch.relu(x.abs() - threshold)
 
 
@@ -102,11 +136,17 @@ def _lasso_objective(operator, x, y, weight):
 def _proximal_gradient(operator, y, weight, stopping, step, x0, accelerated, callback):
     rule = _rule(stopping)
     y = _as_batch(y, operator)
-    if not weight >= 0:
-        raise ValueError(f"weight must be non-negative, got {weight}")
+    weight = check_positive(weight, "weight", allow_zero=True)
+    if callback is not None:
+        check_callable(callback, "callback")
+    x, _ = _start(x0, operator, y)
     if step is None:
-        step = 1.0 / operator.norm(device=y.device) ** 2
-    x = torch.zeros_like(operator.adjoint(y)) if x0 is None else x0.clone()
+        norm = operator.norm(input_shape=x.shape[1:], device=y.device)
+        if norm == 0:
+            raise ValueError("the operator is zero (||A|| = 0): nothing to solve")
+        step = 1.0 / norm**2
+    step = check_positive(step, "step")
+    hint = f"the step {step:g} is probably above 2 / ||A||^2 (pass step=None for 1 / ||A||^2)"
     z, t = x, 1.0
     history, stopped, k = [], "max_iterations", 0
     for k in range(1, rule.max_iterations + 1):
@@ -118,7 +158,10 @@ def _proximal_gradient(operator, y, weight, stopping, step, x0, accelerated, cal
             t = t_new
         else:
             z = x
+        check_finite_result(x, "proximal-gradient iterate", hint)
         history.append(_lasso_objective(operator, x, y, weight))
+        if not math.isfinite(history[-1]):
+            raise NonFiniteResultError(f"lasso objective overflowed at iteration {k}; {hint}")
         if callback is not None:
             callback(k, x)
         if rule.discrepancy_reached(operator.forward(x) - y):
@@ -152,6 +195,7 @@ def fista(operator: LinearOperator, y: torch.Tensor, weight: float, stopping=Non
 
 def image_gradient(u: torch.Tensor) -> torch.Tensor:
     """Forward differences with Neumann boundary: (..., H, W) -> (..., 2, H, W); ||grad||^2 <= 8."""
+    check_tensor(u, "u", min_dim=2, finite=False)
     dy = torch.zeros_like(u)
     dx = torch.zeros_like(u)
     dy[..., :-1, :] = u[..., 1:, :] - u[..., :-1, :]
@@ -161,6 +205,9 @@ def image_gradient(u: torch.Tensor) -> torch.Tensor:
 
 def image_divergence(p: torch.Tensor) -> torch.Tensor:
     """div = -grad^T: (..., 2, H, W) -> (..., H, W)."""
+    check_tensor(p, "p", min_dim=3, finite=False)
+    if p.shape[-3] != 2:
+        raise ValueError(f"p must have shape (..., 2, H, W), got {tuple(p.shape)}")
     py, px = p[..., 0, :, :], p[..., 1, :, :]
     div = torch.zeros_like(py)
     div[..., :-1, :] += py[..., :-1, :]
@@ -192,29 +239,36 @@ def _project_unit_ball(p: torch.Tensor, radius) -> torch.Tensor:
 
 def total_variation_restoration(operator: LinearOperator, y: torch.Tensor, weight: float,
                                 stopping=None, x0=None, nonnegative: bool = False,
-                                operator_norm: float | None = None) -> SolverResult:
+                                operator_norm: float | None = None, step_safety: float = 0.9) -> SolverResult:
     """min_x 1/2 ||A x - y||^2 + weight TV(x) by the primal-dual method of Chambolle & Pock
     (2011), for any operator A on images (..., H, W).
 
     If A provides ``solve_shifted_normal`` ((I + tau A^T A)^{-1}: identity, inpainting,
     circular blur), the data term is handled by its proximal map and K = grad (||K||^2 <= 8);
     otherwise both terms are dualised, K = [A; grad], ||K||^2 <= ||A||^2 + 8. Steps
-    tau = sigma = 0.99 / ||K||, theta = 1. ``nonnegative`` adds the constraint x >= 0 (only in
-    the dualised form). ``operator_norm``: ||A|| if known (else power iteration). History: the
-    objective per iteration.
+    tau = sigma = ``step_safety`` / ||K||, theta = 1, so tau sigma ||K||^2 = step_safety^2 < 1
+    (convergence needs < 1): the margin absorbs an under-estimated ||A|| (power iteration
+    converges from below; ``LinearOperator.norm`` is exact where a closed form is known).
+    ``nonnegative`` adds the constraint x >= 0 (only in the dualised form). ``operator_norm``:
+    ||A|| if known (else ``operator.norm``). History: the objective per iteration; ``info``:
+    tau, sigma and the ||K|| used.
     """
     rule = _rule(stopping)
     y = _as_batch(y, operator)
-    if not weight > 0:
-        raise ValueError(f"weight must be positive, got {weight}")
+    weight = check_positive(weight, "weight")
+    check_bool(nonnegative, "nonnegative")
+    step_safety = check_real(step_safety, "step_safety", 0.0, 1.0, strict_minimum=True, strict_maximum=True)
+    if operator_norm is not None:
+        operator_norm = check_positive(operator_norm, "operator_norm", allow_zero=True)
     closed_form = hasattr(operator, "solve_shifted_normal") and not nonnegative
     if closed_form:
         try:
             operator.solve_shifted_normal(y, 1.0)
         except NotImplementedError:
             closed_form = False
-    image = operator.adjoint(y)
-    x = torch.zeros_like(image) if x0 is None else x0.clone()
+    x, image = _start(x0, operator, y)
+    if image.dim() < 2:
+        raise ValueError(f"total variation needs images (..., H, W); A^T y has shape {tuple(image.shape)}")
     x_bar = x
     p = torch.zeros_like(image_gradient(x))
     q = torch.zeros_like(y)
@@ -225,7 +279,7 @@ def total_variation_restoration(operator: LinearOperator, y: torch.Tensor, weigh
         if operator_norm is None:
             operator_norm = operator.norm(input_shape=x.shape[-2:], dtype=y.dtype, device=y.device)
         k_norm = math.sqrt(operator_norm**2 + 8.0)
-    tau = sigma = 0.99 / k_norm
+    tau = sigma = step_safety / k_norm
     history, stopped, k = [], "max_iterations", 0
     for k in range(1, rule.max_iterations + 1):  # noqa: B007 (k is the count returned)
         x_old = x
@@ -240,13 +294,16 @@ def total_variation_restoration(operator: LinearOperator, y: torch.Tensor, weigh
         x_bar = 2 * x - x_old
         residual = operator.forward(x) - y
         history.append(float(0.5 * (residual**2).sum() + weight * total_variation(x).sum()))
+        if not math.isfinite(history[-1]):
+            raise NonFiniteResultError(f"TV objective became non-finite at iteration {k} (||K|| = "
+                                       f"{k_norm:g}); pass the exact operator_norm or a smaller step_safety")
         if rule.discrepancy_reached(residual):
             stopped = "discrepancy"
             break
         if rule.converged(x, x_old):
             stopped = "tolerance"
             break
-    return SolverResult(x, k, stopped, history)
+    return SolverResult(x, k, stopped, history, {"tau": tau, "sigma": sigma, "K_norm": k_norm})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,8 +320,7 @@ def tikhonov(operator: LinearOperator, y: torch.Tensor, weight: float, stopping=
     """
     rule = _rule(stopping)
     y = _as_batch(y, operator)
-    if not weight >= 0:
-        raise ValueError(f"weight must be non-negative, got {weight}")
+    weight = check_positive(weight, "weight", allow_zero=True)
 
     def apply(v):
         return operator.normal(v) + weight * v
@@ -272,8 +328,7 @@ def tikhonov(operator: LinearOperator, y: torch.Tensor, weight: float, stopping=
     def dot(a, b):
         return (a * b).flatten(1).sum(1).reshape(-1, *([1] * (a.dim() - 1)))
 
-    rhs = operator.adjoint(y)
-    x = torch.zeros_like(rhs) if x0 is None else x0.clone()
+    x, rhs = _start(x0, operator, y)
     r = rhs - apply(x)
     d = r
     rr = dot(r, r)
@@ -295,6 +350,8 @@ def tikhonov(operator: LinearOperator, y: torch.Tensor, weight: float, stopping=
             break
         d = r + (rr_new / rr.clamp_min(1e-300)) * d
         rr = rr_new
+    check_finite_result(x, "conjugate-gradient solution", "the normal equations are too ill-conditioned "
+                        "in this dtype: raise weight or use float64")
     return SolverResult(x, k, stopped, history)
 
 
@@ -306,12 +363,23 @@ def richardson_lucy(operator: LinearOperator, y: torch.Tensor, stopping=None, x0
     ``callback(k, x_k)`` is called after every iteration."""
     rule = _rule(stopping)
     y = _as_batch(y, operator)
+    epsilon = check_positive(epsilon, "epsilon", maximum=1.0)
+    if callback is not None:
+        check_callable(callback, "callback")
+    if bool((y < 0).any()):
+        raise ValueError("richardson_lucy needs non-negative data y (photon counts / intensities)")
     normaliser = operator.adjoint(torch.ones_like(y)).clamp_min(epsilon)
-    x = torch.full_like(normaliser, float(y.mean())) if x0 is None else x0.clone()
+    if x0 is None:
+        x = torch.full_like(normaliser, float(y.mean()))
+    else:
+        x, _ = _start(x0, operator, y)
+        if bool((x < 0).any()):
+            raise ValueError("x0 must be non-negative")
     history, stopped, k = [], "max_iterations", 0
     for k in range(1, rule.max_iterations + 1):
         x_old = x
         x = x * operator.adjoint(y / operator.forward(x).clamp_min(epsilon)) / normaliser
+        check_finite_result(x, "Richardson-Lucy iterate", "the operator must be non-negative; raise epsilon")
         if callback is not None:
             callback(k, x)
         residual = operator.forward(x) - y
@@ -330,11 +398,12 @@ def wiener_deconvolution(blur: Blur, y: torch.Tensor, noise_to_signal: float) ->
     ratio), the closed-form Tikhonov solution for a circular blur; images (..., H, W)."""
     if not isinstance(blur, Blur):
         raise TypeError("wiener_deconvolution needs a Blur operator")
-    if not noise_to_signal >= 0:
-        raise ValueError(f"noise_to_signal must be non-negative, got {noise_to_signal}")
+    check_tensor(y, "y", min_dim=2)
+    noise_to_signal = check_positive(noise_to_signal, "noise_to_signal", allow_zero=True)
     k_hat = blur.transfer_function(y.shape[-2:], y.device, y.dtype)
     spectrum = torch.fft.rfft2(y) * k_hat.conj() / (k_hat.abs() ** 2 + noise_to_signal)
-    return torch.fft.irfft2(spectrum, s=y.shape[-2:])
+    return check_finite_result(torch.fft.irfft2(spectrum, s=y.shape[-2:]), "Wiener deconvolution",
+                               "the blur has zeros in its spectrum: use noise_to_signal > 0")
 
 
 def filtered_back_projection(radon: Radon, sinogram: torch.Tensor, filter: str = "ramp") -> torch.Tensor:
@@ -347,9 +416,10 @@ def filtered_back_projection(radon: Radon, sinogram: torch.Tensor, filter: str =
     """
     if not isinstance(radon, Radon):
         raise TypeError("filtered_back_projection needs a Radon operator")
-    windows = ("ramp", "shepp-logan", "cosine", "hann")
-    if filter not in windows:
-        raise ValueError(f"filter must be one of {windows}, got {filter!r}")
+    check_choice(filter, "filter", ("ramp", "shepp-logan", "cosine", "hann"))
+    check_tensor(sinogram, "sinogram", min_dim=2)
+    if tuple(sinogram.shape[-2:]) != radon.output_shape:
+        raise ValueError(f"sinogram must end with shape {radon.output_shape}, got {tuple(sinogram.shape)}")
     d = sinogram.shape[-1]
     padded = max(64, 2 ** int(math.ceil(math.log2(2 * d))))
     # Ram-Lak kernel in space: h(0) = 1/4, h(n odd) = -1/(pi n)^2, h(n even) = 0.
@@ -376,8 +446,18 @@ def wavelet_denoise(y: torch.Tensor, sigma: float, wavelet: str = "db8", levels:
                     method: str = "BayesShrink") -> torch.Tensor:
     """Wavelet shrinkage (Donoho & Johnstone 1995; BayesShrink soft thresholds) of images
     (..., H, W) with noise level ``sigma``, through scikit-image's ``denoise_wavelet`` (PyWavelets)."""
+    import pywt
     from skimage.restoration import denoise_wavelet
 
+    check_tensor(y, "y", min_dim=2)
+    sigma = check_positive(sigma, "sigma", allow_zero=True)
+    check_choice(wavelet, "wavelet", pywt.wavelist(kind="discrete"))
+    check_choice(method, "method", ("BayesShrink", "VisuShrink"))
+    if levels is not None:
+        max_levels = pywt.dwtn_max_level(y.shape[-2:], wavelet)
+        if max_levels < 1:
+            raise ValueError(f"images {tuple(y.shape[-2:])} are too small for the {wavelet} wavelet")
+        levels = check_int(levels, "levels", minimum=1, maximum=max_levels)
     flat = y.detach().reshape(-1, *y.shape[-2:]).cpu().double().numpy()
     out = [denoise_wavelet(image, sigma=sigma, wavelet=wavelet, mode="soft", wavelet_levels=levels,
                            method=method, rescale_sigma=True) for image in flat]

@@ -8,8 +8,17 @@ import math
 import torch
 from torch import nn
 
-from dlpde.shared import make_generator, train
+from dlpde.shared import (
+    check_bool,
+    check_callable,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+    train,
+)
 
+from ._checks import check_dtype, check_generator, check_path, probe_sample
 from ._operators import convolve, convolve_adjoint
 
 __all__ = ["TRD", "RadialBasisInfluence", "dct_filter_basis", "train_greedy_then_joint"]
@@ -18,8 +27,8 @@ __all__ = ["TRD", "RadialBasisInfluence", "dct_filter_basis", "train_greedy_then
 def dct_filter_basis(size: int, dtype=torch.float64) -> torch.Tensor:
     """The 2-D DCT-II basis of ``size`` x ``size`` filters without the constant one:
     (size^2 - 1, size, size), orthonormal, every filter zero-mean."""
-    if not isinstance(size, int) or size < 2:
-        raise ValueError(f"filter size must be an integer >= 2, got {size!r}")
+    size = check_int(size, "size", minimum=2, maximum=64)
+    dtype = check_dtype(dtype)
     n = torch.arange(size, dtype=torch.float64)
     k = n[:, None]
     basis_1d = torch.cos(math.pi * (n[None, :] + 0.5) * k / size)
@@ -44,8 +53,13 @@ class RadialBasisInfluence(nn.Module):
     def __init__(self, channels: int, centres: int = 63, radius: float = 310 / 255,
                  oversampling: int = 8, scale: float = 1.0, knee: float = 0.1, dtype=torch.float32):
         super().__init__()
-        if centres < 2 or channels < 1 or oversampling < 1:
-            raise ValueError("need centres >= 2, channels >= 1, oversampling >= 1")
+        channels = check_positive_int(channels, "channels", maximum=4096)
+        centres = check_int(centres, "centres", minimum=2, maximum=4096)
+        radius = check_positive(radius, "radius", maximum=1e6)
+        oversampling = check_positive_int(oversampling, "oversampling", maximum=1024)
+        scale = check_positive(scale, "scale", allow_zero=True, maximum=1e6)
+        knee = check_positive(knee, "knee", maximum=1e6)
+        dtype = check_dtype(dtype)
         self.register_buffer("centres", torch.linspace(-radius, radius, centres, dtype=dtype))
         self.width = 2 * radius / (centres - 1)
         self.radius = radius
@@ -56,10 +70,18 @@ class RadialBasisInfluence(nn.Module):
 
     def exact(self, z: torch.Tensor) -> torch.Tensor:
         """phi evaluated directly from the RBF sum; z (N, C, ...), C = channels (slow, for tests)."""
+        self._check(z, 2)
         c = self.centres.to(z)
         shape = (1, -1) + (1,) * (z.dim() - 2)
         rbf = torch.exp(-(z[..., None] - c) ** 2 / (2 * self.width**2))
         return (rbf * self.weights.reshape(*shape, c.numel()).to(z)).sum(-1)
+
+    def _check(self, z, dim):
+        check_tensor(z, "z", min_dim=dim, finite=False)
+        if dim == 4 and z.dim() != 4:
+            raise ValueError(f"z must have shape (N, C, H, W), got {tuple(z.shape)}")
+        if z.shape[1] != self.weights.shape[0]:
+            raise ValueError(f"z must have {self.weights.shape[0]} channels, got shape {tuple(z.shape)}")
 
     def table(self, dtype=None) -> tuple[torch.Tensor, float, float]:
         """phi on its interpolation grid: (channels, points), the first node and the spacing."""
@@ -74,10 +96,9 @@ class RadialBasisInfluence(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """phi_i applied to channel i of z (N, C, H, W)."""
+        self._check(z, 4)
         values, start, spacing = self.table(z.dtype)
         channels, points = values.shape
-        if z.shape[1] != channels:
-            raise ValueError(f"z must have {channels} channels, got shape {tuple(z.shape)}")
         position = ((z - start) / spacing).clamp(0, points - 1)
         lower = position.detach().floor().clamp(max=points - 2)
         fraction = position - lower
@@ -107,12 +128,15 @@ class TRD(nn.Module):
                  centres: int = 63, fidelity: bool = True, stopping_time: float = 1.0,
                  learn_stopping_time: bool = True, generator=None, dtype=torch.float32):
         super().__init__()
-        if not isinstance(stages, int) or stages < 1:
-            raise ValueError(f"stages must be a positive int, got {stages!r}")
+        stages = check_positive_int(stages, "stages", maximum=1000)
         basis = dct_filter_basis(filter_size, torch.float64)
-        filters = basis.shape[0] if filters is None else int(filters)
-        if not 1 <= filters:
-            raise ValueError(f"filters must be >= 1, got {filters}")
+        filters = basis.shape[0] if filters is None else check_positive_int(filters, "filters", maximum=4096)
+        centres = check_int(centres, "centres", minimum=2, maximum=4096)
+        check_bool(fidelity, "fidelity")
+        stopping_time = check_positive(stopping_time, "stopping_time", maximum=1e6)
+        check_bool(learn_stopping_time, "learn_stopping_time")
+        generator = check_generator(generator, allow_none=True)
+        dtype = check_dtype(dtype)
         self.stages, self.fidelity, self.filter_size = stages, fidelity, filter_size
         self.register_buffer("basis", basis.to(dtype))
         sets = stages if fidelity else 1
@@ -168,10 +192,12 @@ class TRD(nn.Module):
         """Restore ``f`` (B, H, W): the output after ``steps`` (default ``stages``) stages, or the
         list of all stage outputs with ``return_all``. Steps beyond ``stages`` are allowed only
         for ``fidelity=False``."""
-        if not isinstance(f, torch.Tensor) or f.dim() != 3:
-            raise ValueError(f"f must be a tensor of shape (B, H, W), got "
-                             f"{tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__}")
-        steps = self.stages if steps is None else int(steps)
+        check_tensor(f, "f", dim=3, dtype=self.basis.dtype, finite=False)
+        check_bool(return_all, "return_all")
+        if min(f.shape[-2:]) <= self.filter_size // 2:
+            raise ValueError(f"f (B, H, W) must be larger than the filter radius {self.filter_size // 2} "
+                             f"(reflect boundary), got {tuple(f.shape)}")
+        steps = self.stages if steps is None else check_int(steps, "steps", minimum=0, maximum=100000)
         if self.fidelity and steps > self.stages:
             raise ValueError(f"steps must be <= stages = {self.stages} with fidelity=True")
         f4 = f[:, None]
@@ -196,7 +222,25 @@ def train_greedy_then_joint(model: TRD, sample, greedy_steps: int, joint_steps: 
     ``greedy_steps + joint_steps`` steps. ``callback(stage, model)`` runs after each greedy stage
     (e.g. to record PSNR against the number of stages). Returns the concatenated history.
     """
-    g = make_generator(0 if generator is None else generator, "cpu")
+    if not isinstance(model, TRD):
+        raise TypeError(f"model must be a TRD, got {type(model).__name__}")
+    check_callable(sample, "sample")
+    greedy_steps = check_int(greedy_steps, "greedy_steps", minimum=0)
+    joint_steps = check_int(joint_steps, "joint_steps", minimum=0)
+    lr = check_positive(lr, "lr")
+    if joint_lr is not None:
+        joint_lr = check_positive(joint_lr, "joint_lr")
+    check_bool(resume, "resume")
+    check_bool(progress, "progress")
+    if callback is not None:
+        check_callable(callback, "callback")
+    if checkpoint_dir is not None:
+        check_path(checkpoint_dir, "checkpoint_dir")
+    g = check_generator(0 if generator is None else generator)
+    noisy, _ = probe_sample(sample, g, 3)
+    if noisy.dtype != model.basis.dtype:
+        raise TypeError(f"sample must return {model.basis.dtype} images (the model's dtype), "
+                        f"got {noisy.dtype}")
     history = []
 
     def run(params, steps, rate, stage, tag):
