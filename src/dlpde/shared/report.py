@@ -285,8 +285,11 @@ def _bibliography_line(key: str) -> str:
         text = re.sub(r"\\['`^\"~]\{?(\w)\}?", r"\1", text)  # accents: {\'e} -> e
         return " ".join(text.replace("{", "").replace("}", "").split())
 
-    authors = [a.strip() for a in field("author").split(" and ") if a.strip()]
-    surnames = [a.split(",")[0].strip() if "," in a else a.split()[-1] for a in authors]
+    corporate = re.search(r"\bauthor\s*=\s*\{\{", entry) is not None  # author = {{The dlpde developers}}
+    names = field("author")
+    authors = [names] if corporate else [a.strip() for a in names.split(" and ") if a.strip()]
+    surnames = authors if corporate else [a.split(",")[0].strip() if "," in a else a.split()[-1]
+                                          for a in authors]
     who = (surnames[0] + (" et al." if len(surnames) > 2 else f" and {surnames[1]}" if len(surnames) == 2
                           else "")) if surnames else key
     title, year = field("title"), field("year")
@@ -570,7 +573,7 @@ figcaption{color:var(--muted);font-size:.88rem}
 details{margin:.6rem 0;border:1px solid var(--line);border-radius:6px;padding:.3rem .7rem}
 summary{cursor:pointer;font-weight:600}
 .lead{color:var(--muted)}.small{font-size:.85rem;color:var(--muted);margin:.3rem 0}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:1rem;margin:1rem 0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(430px,1fr));gap:1rem;margin:1rem 0}
 .card{border:1px solid var(--line);border-radius:8px;padding:.7rem .9rem;background:#fff;
 box-shadow:0 1px 2px rgba(0,0,0,.05)}
 .card p{margin:.35rem 0}.card table{font-size:.8rem}
@@ -580,7 +583,9 @@ box-shadow:0 1px 2px rgba(0,0,0,.05)}
 text-transform:uppercase;letter-spacing:.03em}
 .mark.pass{background:var(--pass)}.mark.behind{background:var(--behind)}.mark.n-a{background:var(--na)}
 .mark.failed{background:var(--failed)}
-.thumb img{width:100%;height:auto;border:1px solid var(--line);margin-top:.3rem}
+.thumb img{display:block;width:100%;height:210px;object-fit:contain;border:1px solid var(--line);
+margin-top:.3rem;background:#fff}
+figure img{max-height:640px;object-fit:contain}
 .missing{color:var(--failed)}
 """
 
@@ -655,12 +660,10 @@ def tour_blocks(entries: Sequence[TourEntry], preset: str, seed: int, wall: floa
     blocks: list = [
         Heading(1, "dlpde tour: what each thread shows"),
         Text(f"{'; '.join(about)}. {state}."),
-        Text("Each card names a thread's headline study, says in one sentence what it shows and gives its "
-             "headline numbers against the exact answer or a peer, with the target. The mark is **pass** "
-             "when every judged number meets the expectation the study states for the quick preset (the "
-             "tour's size) and **behind** when one misses it; the full preset's measured numbers are quoted "
-             "beside. Each card links to the study's section: finding and figures first, then the result "
-             "tables, then the configuration and all metrics (folded), references last."),
+        Text("One card per thread: what its headline study shows, its numbers against the exact answer "
+             "or a peer, and a mark: **pass** when every judged number meets the expectation the study "
+             "states for the quick preset (the tour's size), **behind** when one misses it. The full "
+             "preset's measured numbers are quoted beside. Each card links to the study's section."),
     ]
     if preset != "quick":
         blocks.append(Text(f"*This tour ran the {preset} preset: the marks still compare against the quick "
@@ -676,6 +679,10 @@ def tour_blocks(entries: Sequence[TourEntry], preset: str, seed: int, wall: floa
         card = study_card(study, entry.metrics or {}, entry.figures, prefix=f"{study.name}/")
         card.footer = footer
         cards.append(card)
+    tally = ", ".join(f"{sum(c.mark == m for c in cards)} {_MARK_TEXT[m].lower()}"
+                      for m in ("pass", "behind", "n/a", "failed") if any(c.mark == m for c in cards))
+    if tally:
+        blocks[1] = Text(blocks[1].markdown + f" Marks: {tally}.")
     blocks += [Heading(2, "Summary", "summary"), Cards(cards)]
     if missing_threads:
         blocks.append(Text("Threads with no study yet: " + ", ".join(missing_threads) + "."))
