@@ -17,7 +17,10 @@ def _load(name):
 def test_characteristics_benchmark_tiny(tmp_path):
     result = _load("hjb_characteristics").main(["--tiny", "--json", str(tmp_path / "c.json")])
     assert json.loads((tmp_path / "c.json").read_text())["tiny"] is True
-    assert result["max_difference"] < 1e-6  # same tolerance (rtol 1e-8, atol 1e-10), different steps
+    # every contender (peers skipped when not installed) against the exact harmonic solution,
+    # at rtol 1e-8, atol 1e-10
+    assert {"dlpde_row_closed_form", "dlpde_batch_closed_form", "scipy_loop_scaled"} <= set(result["seconds"])
+    assert result["max_difference"] < 1e-6
 
 
 def test_hopf_lax_benchmark_tiny(tmp_path):

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from dlpde.hjb import Hamiltonian, backward_characteristics, characteristics, min_of_quadratics_problem
+from dlpde.hjb import (
+    Hamiltonian,
+    LQRHamiltonian,
+    QuadraticHamiltonian,
+    backward_characteristics,
+    characteristics,
+    min_of_quadratics_problem,
+)
 from dlpde.shared import make_generator
 from dlpde.shared.testing import assert_convergence_order
 
@@ -115,3 +122,56 @@ def test_characteristics_are_differentiable_and_validate_inputs():
         backward_characteristics(pendulum(), x0, 1.0, p0.detach(), lambda y: y.sum(-1), fractions=[0.5, 0.2])
     with pytest.raises(ValueError, match="non-negative"):
         backward_characteristics(pendulum(), x0, -1.0, p0.detach(), lambda y: y.sum(-1))
+
+
+def _harmonic(dim):
+    generator = make_generator(7)
+    root = torch.randn(dim, dim, generator=generator, dtype=torch.float64) / dim**0.5
+    return root @ root.T + 0.5 * torch.eye(dim, dtype=torch.float64)
+
+
+def test_characteristic_rates_of_the_built_in_hamiltonians_equal_autograd():
+    d = 3
+    generator = make_generator(3)
+    x = torch.randn(6, d, generator=generator, dtype=torch.float64)
+    p = torch.randn(6, d, generator=generator, dtype=torch.float64)
+    eye = torch.eye(d, dtype=torch.float64)
+    built_in = [
+        QuadraticHamiltonian(eye + 0.1, potential=_harmonic(d)),
+        QuadraticHamiltonian.identity(d),
+        LQRHamiltonian(_harmonic(d) - eye, torch.ones(d, 1, dtype=torch.float64), eye, [[2.0]]),
+    ]
+    for hamiltonian in built_in:
+        h_p, h_x, h = hamiltonian.characteristic_rates(x, p)
+        xs, ps = x.clone().requires_grad_(True), p.clone().requires_grad_(True)
+        value = hamiltonian.value(xs, ps)
+        grad_x, grad_p = torch.autograd.grad(value.sum(), (xs, ps), allow_unused=True)
+        grad_x = torch.zeros_like(x) if grad_x is None else grad_x
+        torch.testing.assert_close(h, value.detach(), rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(h_p, grad_p, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(h_x, grad_x, rtol=1e-13, atol=1e-13)
+    function = Hamiltonian.from_function(lambda x, p: (p**2).sum(-1) * torch.cos(x).sum(-1))
+    h_p, h_x, _ = function.characteristic_rates(x, p)
+    torch.testing.assert_close(h_p, 2 * p * torch.cos(x).sum(-1, keepdim=True))
+    torch.testing.assert_close(h_x, -(p**2).sum(-1, keepdim=True) * torch.sin(x))
+
+
+@pytest.mark.parametrize("control", ["batch", "row"])
+def test_harmonic_characteristics_against_the_exact_flow(control):
+    """``H = |p|^2/2 + x^T K x/2``: ``x(t) = cos(sqrt(K) t) x0 + sqrt(K)^-1 sin(sqrt(K) t) p0``
+    and ``z(t) = (x.p - x0.p0)/2``."""
+    d = 4
+    K = _harmonic(d)
+    x0, p0 = _start(d=d, n=50)
+    end = characteristics(
+        QuadraticHamiltonian(torch.eye(d, dtype=torch.float64), potential=K),
+        x0, p0, t1=1.3, method="dopri5", rtol=1e-10, atol=1e-12, step_control=control,
+    )
+    w, v = torch.linalg.eigh(K)
+    omega = w.sqrt()
+    a, b = x0 @ v, p0 @ v
+    x = (a * torch.cos(1.3 * omega) + b / omega * torch.sin(1.3 * omega)) @ v.T
+    p = (-a * omega * torch.sin(1.3 * omega) + b * torch.cos(1.3 * omega)) @ v.T
+    torch.testing.assert_close(end.x, x, rtol=0, atol=1e-8)
+    torch.testing.assert_close(end.p, p, rtol=0, atol=1e-8)
+    torch.testing.assert_close(end.z, 0.5 * ((x * p).sum(-1) - (x0 * p0).sum(-1)), rtol=0, atol=1e-8)

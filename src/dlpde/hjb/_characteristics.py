@@ -63,11 +63,8 @@ def characteristic_field(hamiltonian: Hamiltonian, dim: int, scale: torch.Tensor
 
     def field(_, y):
         x, p = y[:, :dim], y[:, dim : 2 * dim]
-        h_p = hamiltonian.grad_p(x, p)
-        out = torch.cat(
-            [h_p, -hamiltonian.grad_x(x, p), ((p * h_p).sum(-1) - hamiltonian.value(x, p)).unsqueeze(-1)],
-            dim=-1,
-        )
+        h_p, h_x, h = hamiltonian.characteristic_rates(x, p)
+        out = torch.cat([h_p, -h_x, ((p * h_p).sum(-1) - h).unsqueeze(-1)], dim=-1)
         return out if scale is None else scale[:, None] * out
 
     return field
@@ -96,12 +93,14 @@ def characteristics(
     rtol: float = 1e-8,
     atol: float = 1e-10,
     save_at: Sequence[float] | None = None,
+    step_control: str = "batch",
 ) -> CharacteristicState:
     """Integrate the characteristic system from ``t0`` to ``t1`` (backward when ``t1 < t0``).
 
     ``x0``, ``p0``: ``(B, d)``; ``z0``: ``(B,)`` (zero by default). ``method``, ``steps``,
-    ``rtol``, ``atol``, ``save_at`` are those of ``dlpde.shared.ode.integrate`` (``steps`` is
-    ignored by ``"dopri5"``). Returns a ``CharacteristicState`` at ``t1``, or stacked at the
+    ``rtol``, ``atol``, ``save_at``, ``step_control`` are those of ``dlpde.shared.ode.integrate``
+    (``steps`` is ignored by ``"dopri5"``; ``step_control="row"`` gives every trajectory its own
+    adaptive step size). Returns a ``CharacteristicState`` at ``t1``, or stacked at the
     ``save_at`` times. Differentiable with respect to ``x0``, ``p0``, ``z0``.
     """
     if not isinstance(hamiltonian, Hamiltonian):
@@ -122,6 +121,7 @@ def characteristics(
         rtol=rtol,
         atol=atol,
         save_at=save_at,
+        step_control=step_control,
     )
     return CharacteristicState(y[..., :dim], y[..., dim : 2 * dim], y[..., 2 * dim])
 

@@ -101,6 +101,12 @@ class Hamiltonian:
         keep = x.requires_grad or p.requires_grad
         return gradient(_differentiable(lambda y: self.value(y, p)), x, create_graph=keep)
 
+    def characteristic_rates(self, x: torch.Tensor, p: torch.Tensor):
+        """``(H_p, H_x, H)`` at once (shapes ``(B, d)``, ``(B, d)``, ``(B,)``): the right-hand side
+        of the characteristic system. Subclasses with closed forms share work between the three;
+        a function Hamiltonian gets both gradients from one reverse pass."""
+        return self.grad_p(x, p), self.grad_x(x, p), self.value(x, p)
+
     def hessian(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """``(B, 2d, 2d)`` Hessian of ``H`` in ``(x, p)`` (``torch.func``: ``value`` must be a
         composable torch function)."""
@@ -162,6 +168,18 @@ class _FunctionHamiltonian(Hamiltonian):
             )
         return out
 
+    def characteristic_rates(self, x, p):
+        _check_pair(x, p)
+        keep = x.requires_grad or p.requires_grad
+        with torch.enable_grad():
+            xs = x if x.requires_grad else x.detach().requires_grad_(True)
+            ps = p if p.requires_grad else p.detach().requires_grad_(True)
+            h = self.value(xs, ps)
+            grad_x, grad_p = torch.autograd.grad(h.sum(), (xs, ps), create_graph=keep, allow_unused=True)
+        grad_x = torch.zeros_like(x) if grad_x is None or not self.state_dependent else grad_x
+        grad_p = torch.zeros_like(p) if grad_p is None else grad_p
+        return grad_p, grad_x, h if keep else h.detach()
+
     def lagrangian(self, x, q):
         if self._lagrangian is None:
             return super().lagrangian(x, q)
@@ -172,19 +190,32 @@ class _FunctionHamiltonian(Hamiltonian):
 
 
 class QuadraticHamiltonian(Hamiltonian):
-    """``H(p) = p^T M p / 2`` with ``M`` symmetric positive semidefinite (``d x d``).
+    """``H(p) = p^T M p / 2`` with ``M`` symmetric positive semidefinite (``d x d``), optionally
+    plus a quadratic potential: ``H(x, p) = p^T M p / 2 + x^T K x / 2`` (``potential=K``, symmetric;
+    a harmonic oscillator for positive definite ``K``).
 
-    ``grad_p = M p``, ``grad_x = 0``; for positive definite ``M`` the Lagrangian is
-    ``L(q) = q^T M^{-1} q / 2``, and the Hopf-Lax value is
-    ``u(x, t) = min_y g(y) + (x - y)^T M^{-1} (x - y) / (2t)``.
+    ``grad_p = M p``, ``grad_x = K x`` (0 without a potential); for positive definite ``M`` the
+    Lagrangian is ``L(x, q) = q^T M^{-1} q / 2 - x^T K x / 2``, and without a potential the
+    Hopf-Lax value is ``u(x, t) = min_y g(y) + (x - y)^T M^{-1} (x - y) / (2t)``.
     """
 
     convex = True
     state_dependent = False
 
-    def __init__(self, matrix):
+    def __init__(self, matrix, potential=None):
         self.matrix = _symmetric_psd(matrix, "matrix")
         self.dim = self.matrix.shape[0]
+        self.potential = None
+        if potential is not None:
+            potential = _square_matrix(potential, "potential").to(self.matrix)
+            if potential.shape != self.matrix.shape:
+                raise ValueError(
+                    f"potential must have shape {tuple(self.matrix.shape)}, got {tuple(potential.shape)}"
+                )
+            if float((potential - potential.T).abs().max()) > 1e-10 * (float(potential.abs().max()) or 1.0):
+                raise ValueError("potential must be symmetric")
+            self.potential = 0.5 * (potential + potential.T)
+            self.state_dependent = True
         eigenvalues = torch.linalg.eigvalsh(self.matrix.double())
         definite = float(eigenvalues.min()) > 1e-12 * float(eigenvalues.abs().max() or 1.0)
         self.inverse = torch.linalg.inv(self.matrix) if definite else None
@@ -203,12 +234,32 @@ class QuadraticHamiltonian(Hamiltonian):
     def value(self, x, p):
         _check_pair(x, p)
         self._check_dim(p)
-        return 0.5 * ((p @ self.matrix.to(p)) * p).sum(-1)
+        out = 0.5 * ((p @ self.matrix.to(p)) * p).sum(-1)
+        if self.potential is not None:
+            out = out + 0.5 * ((x @ self.potential.to(x)) * x).sum(-1)
+        return out
 
     def grad_p(self, x, p):
         _check_pair(x, p)
         self._check_dim(p)
         return p @ self.matrix.to(p)
+
+    def grad_x(self, x, p):
+        _check_pair(x, p)
+        self._check_dim(p)
+        if self.potential is None:
+            return torch.zeros_like(x)
+        return x @ self.potential.to(x)
+
+    def characteristic_rates(self, x, p):
+        _check_pair(x, p)
+        self._check_dim(p)
+        h_p = p @ self.matrix.to(p)
+        kinetic = 0.5 * (h_p * p).sum(-1)
+        if self.potential is None:
+            return h_p, torch.zeros_like(x), kinetic
+        h_x = x @ self.potential.to(x)
+        return h_p, h_x, kinetic + 0.5 * (h_x * x).sum(-1)
 
     def hessian(self, x, p):
         _check_pair(x, p)
@@ -216,6 +267,8 @@ class QuadraticHamiltonian(Hamiltonian):
         d = self.dim
         out = torch.zeros(x.shape[0], 2 * d, 2 * d, dtype=p.dtype, device=p.device)
         out[:, d:, d:] = self.matrix.to(p)
+        if self.potential is not None:
+            out[:, :d, :d] = self.potential.to(p)
         return out
 
     def lagrangian(self, x, q):
@@ -223,10 +276,14 @@ class QuadraticHamiltonian(Hamiltonian):
             raise NotImplementedError("the Lagrangian of p^T M p / 2 is finite only for invertible M")
         _check_pair(x, q)
         self._check_dim(q)
-        return 0.5 * ((q @ self.inverse.to(q)) * q).sum(-1)
+        out = 0.5 * ((q @ self.inverse.to(q)) * q).sum(-1)
+        if self.potential is not None:
+            out = out - 0.5 * ((x @ self.potential.to(x)) * x).sum(-1)
+        return out
 
     def __repr__(self):
-        return f"QuadraticHamiltonian(dim={self.dim})"
+        extra = "" if self.potential is None else ", potential"
+        return f"QuadraticHamiltonian(dim={self.dim}{extra})"
 
 
 def _project_l1_ball(q: torch.Tensor, radius: float) -> torch.Tensor:
@@ -354,6 +411,14 @@ class LQRHamiltonian(Hamiltonian):
         _check_pair(x, p)
         self._check_dim(x)
         return -p @ self.A.to(x) - x @ self.Q.to(x)
+
+    def characteristic_rates(self, x, p):
+        _check_pair(x, p)
+        self._check_dim(x)
+        A, Q, G = self.A.to(x), self.Q.to(x), self.gain.to(x)
+        ax, gp, qx = x @ A.T, p @ G, x @ Q
+        value = -(p * ax).sum(-1) - 0.5 * (qx * x).sum(-1) + 0.5 * (gp * p).sum(-1)
+        return gp - ax, -p @ A - qx, value
 
     def hessian(self, x, p):
         _check_pair(x, p)
