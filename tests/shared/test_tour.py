@@ -196,3 +196,15 @@ def test_markdown_and_html_from_one_source(tmp_path):
     # a Markdown fragment with a table (the form studies write) becomes an HTML table
     fragment = report.markdown_to_html("| m | v |\n|---|---|\n| a | 1.5 |\n\ntext", tmp_path)
     assert "<th>m</th>" in fragment and '<td class="num">1.5</td>' in fragment and "<p>text</p>" in fragment
+
+
+def test_failed_study_gets_a_failed_card_and_section(tmp_path):
+    study = _study(lambda m: {"sentence": "never shown"})
+    ok = report.TourEntry(study, 2.0, 1.5, metrics={}, config={"seed": 0}, folder="f")
+    failed = report.TourEntry(study, 3.0, 2.5, error="RuntimeError: boom")
+    blocks = report.tour_blocks([ok, failed], "quick", 0, 5.0, 4.0, planned=2, missing_threads=["ntk"])
+    md = report.to_markdown(blocks)
+    assert "FAILED" in md and "RuntimeError: boom" in md and "Threads with no study yet: ntk." in md
+    assert "2 studies in 5 s wall, 4 s CPU" in md and "Marks: 1 not judged, 1 failed." in md
+    page = report.html_page("t", report.to_html(blocks, tmp_path))
+    assert page.count('class="mark failed"') == 1 and page.count('class="mark n-a"') == 1
