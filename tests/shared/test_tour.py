@@ -208,3 +208,8 @@ def test_failed_study_gets_a_failed_card_and_section(tmp_path):
     assert "2 studies in 5 s wall, 4 s CPU" in md and "Marks: 1 not judged, 1 failed." in md
     page = report.html_page("t", report.to_html(blocks, tmp_path))
     assert page.count('class="mark failed"') == 1 and page.count('class="mark n-a"') == 1
+
+
+def test_study_tables_lose_padded_exponents():
+    assert report._tidy_exponents("| 4.59e+00 | 1.61e-02 | 2e-2 | a1.5e-03 | 1.2e+10 |") == \
+        "| 4.59 | 1.61e-2 | 2e-2 | a1.5e-03 | 1.2e10 |"

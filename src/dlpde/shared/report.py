@@ -326,7 +326,7 @@ def study_blocks(study, config: Mapping, metrics: Mapping, sections: Sequence[tu
         blocks.append(Figure(prefix + name, caption))
     for title, body in sections:
         blocks.append(Heading(level + 1, title))
-        blocks.append(Text(_shift_headings(body.strip(), level + 1)))
+        blocks.append(Text(_tidy_exponents(_shift_headings(body.strip(), level + 1))))
     config_rows = [[k, _format_value(v, 6)] for k, v in config.items()]
     metric_rows = [[k, _format_value(v)] for k, v in flatten_metrics(metrics).items()]
     run_line = []
@@ -342,6 +342,14 @@ def study_blocks(study, config: Mapping, metrics: Mapping, sections: Sequence[tu
     blocks.append(Text("**References** (BibTeX in `references.bib`):\n\n"
                        + "\n".join(f"- {_bibliography_line(k)}" for k in keys)))
     return blocks
+
+
+def _tidy_exponents(markdown: str) -> str:
+    """``4.59e+00`` -> ``4.59``, ``1.61e-02`` -> ``1.61e-2`` in the tables studies write."""
+    def tidy(match):
+        exponent = int(match.group(2))
+        return match.group(1) + (f"e{exponent}" if exponent else "")
+    return re.sub(r"(?<![\w.])(\d\.\d+)e([+-]\d{2,3})(?![\w.])", tidy, markdown)
 
 
 def _shift_headings(markdown: str, level: int) -> str:
