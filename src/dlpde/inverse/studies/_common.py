@@ -6,8 +6,49 @@ import math
 
 import torch
 
+from dlpde.shared import check_bool, check_choice, check_int, check_real
+
 from .._noise import psnr, ssim
 from .._solvers import StoppingRule, total_variation_restoration
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_fields(config, *, positive=(), nonnegative=(), reals=None, flags=(), names=None,
+                 int_tuples=()) -> None:
+    """Validate a study config's fields with the ``dlpde.shared.checks`` vocabulary.
+
+    ``positive`` / ``nonnegative``: int fields >= 1 / >= 0; ``reals``: {field: (min, max,
+    strict_min)} for float fields; ``flags``: bool fields; ``names``: {field: allowed} for
+    tuples of names (non-empty, no repeats); ``int_tuples``: {field: length} of
+    non-negative ints. ``seed`` (>= 0) and ``device`` are always checked.
+    """
+    for name in positive:
+        check_int(getattr(config, name), name, minimum=1)
+    for name in nonnegative:
+        check_int(getattr(config, name), name, minimum=0)
+    for name, (low, high, strict) in (reals or {}).items():
+        check_real(getattr(config, name), name, low, high, strict_minimum=strict)
+    for name in flags:
+        check_bool(getattr(config, name), name)
+    for name, allowed in (names or {}).items():
+        value = getattr(config, name)
+        if isinstance(value, str) or not isinstance(value, (tuple, list)) or not value:
+            raise ValueError(f"{name} must be a non-empty tuple drawn from {tuple(allowed)}, got {value!r}")
+        for item in value:
+            check_choice(item, f"{name} entry", allowed)
+        if len(set(value)) != len(value):
+            raise ValueError(f"{name} must not repeat entries, got {value!r}")
+    for name, length in dict(int_tuples).items():
+        value = getattr(config, name)
+        if not isinstance(value, (tuple, list)) or len(value) != length:
+            raise ValueError(f"{name} must be {length} non-negative ints, got {value!r}")
+        for item in value:
+            check_int(item, f"{name} entry", minimum=0)
+    check_int(config.seed, "seed", minimum=0, maximum=2**63 - 1)
+    device = config.device
+    if not isinstance(device, str) or not (device in DEVICES or device.startswith("cuda:")):
+        raise ValueError(f"device must be one of 'auto', 'cpu', 'cuda', 'cuda:N', got {device!r}")
 
 
 def scores(estimate: torch.Tensor, clean: torch.Tensor) -> dict:

@@ -12,14 +12,14 @@ import math
 
 import torch
 
-from dlpde.shared import Study, image_grid, make_generator, resolve_device, train
+from dlpde.shared import Study, check_int, image_grid, make_generator, resolve_device, train
 
 from .._data import TEST_IMAGES, load_image, random_patches, training_images
 from .._networks import UnrolledProximalGradient
 from .._noise import GaussianNoise, psnr
 from .._operators import GaussianBlur, MotionBlur
 from .._solvers import StoppingRule, richardson_lucy, total_variation_restoration, wiener_deconvolution
-from ._common import best_weight_tv, markdown_table, noisy_copy, scores
+from ._common import best_weight_tv, check_fields, markdown_table, noisy_copy, scores
 
 BLURS = ("gaussian", "motion")
 
@@ -47,16 +47,18 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        unknown = [b for b in self.blurs if b not in BLURS]
-        if unknown:
-            raise ValueError(f"blurs: unknown {unknown}; allowed {BLURS}")
-        leaked = [name for name in self.test_images if name not in TEST_IMAGES]
-        if leaked:
-            raise ValueError(f"test_images must be among the held-out {TEST_IMAGES}, got {leaked}")
-        if self.noise <= 0 or self.stages < 1 or self.steps < 0:
-            raise ValueError("noise must be > 0 (0-255 scale), stages >= 1, steps >= 0")
-        if self.tv_evaluations < 2 or self.tv_iterations < 1:
-            raise ValueError("tv_evaluations must be >= 2 and tv_iterations >= 1")
+        check_fields(self, positive=("size", "stages", "inner", "batch", "patch", "train_side",
+                                     "tv_iterations", "rl_iterations"),
+                     nonnegative=("steps",),
+                     reals={"gaussian_sigma": (0.0, 50.0, True), "motion_length": (0.0, 200.0, True),
+                            "motion_angle": (-360.0, 360.0, False), "noise": (0.0, 255.0, True),
+                            "lr": (0.0, 10.0, True)},
+                     names={"blurs": BLURS, "test_images": TEST_IMAGES})
+        if self.size < 16 or self.patch < 16:
+            raise ValueError(f"size and patch must be >= 16, got {self.size}, {self.patch}")
+        if self.patch > self.train_side:
+            raise ValueError(f"patch {self.patch} must be <= train_side {self.train_side}")
+        check_int(self.tv_evaluations, "tv_evaluations", minimum=2)
 
 
 def _operator(config: Config, blur: str):

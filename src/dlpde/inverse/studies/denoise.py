@@ -15,7 +15,16 @@ import dataclasses
 
 import torch
 
-from dlpde.shared import Study, image_grid, make_generator, new_figure, resolve_device, train
+from dlpde.shared import (
+    Study,
+    check_int,
+    check_real,
+    image_grid,
+    make_generator,
+    new_figure,
+    resolve_device,
+    train,
+)
 
 from .._data import TEST_IMAGES, load_image, random_patches, training_images
 from .._networks import DnCNN, UNet
@@ -23,7 +32,7 @@ from .._noise import GaussianNoise
 from .._operators import Identity
 from .._solvers import wavelet_denoise
 from .._trd import TRD, train_greedy_then_joint
-from ._common import best_weight_tv, markdown_table, noisy_copy, scores
+from ._common import best_weight_tv, check_fields, markdown_table, noisy_copy, scores
 
 LEARNED = ("TRD", "TRD-diffusion", "DnCNN", "UNet")
 CLASSICAL = ("TV", "wavelet", "BM3D")
@@ -57,16 +66,25 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in LEARNED + CLASSICAL]
-        if unknown:
-            raise ValueError(f"methods: unknown {unknown}; allowed {list(LEARNED + CLASSICAL)}")
-        leaked = [name for name in self.test_images if name not in TEST_IMAGES]
-        if leaked:
-            raise ValueError(f"test_images must be among the held-out {TEST_IMAGES}, got {leaked}")
-        if not self.sigmas or min(self.sigmas) <= 0:
-            raise ValueError(f"sigmas must be positive (0-255 scale), got {self.sigmas}")
-        if self.test_size < 0 or self.stages < 1 or self.batch < 1:
-            raise ValueError("test_size must be >= 0 (0: full size), stages and batch >= 1")
+        check_fields(self, positive=("stages", "dncnn_width", "unet_width", "batch", "patch", "train_side"),
+                     nonnegative=("test_size", "greedy_steps", "joint_steps", "diffusion_steps",
+                                  "network_steps"),
+                     reals={"trd_lr": (0.0, 10.0, True), "trd_joint_lr": (0.0, 10.0, True),
+                            "diffusion_lr": (0.0, 10.0, True), "network_lr": (0.0, 10.0, True)},
+                     flags=("dncnn_batch_norm",),
+                     names={"methods": LEARNED + CLASSICAL, "test_images": TEST_IMAGES})
+        if isinstance(self.sigmas, str) or not isinstance(self.sigmas, (tuple, list)) or not self.sigmas:
+            raise ValueError(f"sigmas must be a non-empty tuple of noise levels (0-255), got {self.sigmas!r}")
+        for sigma in self.sigmas:
+            check_real(sigma, "sigmas entry", 0.0, 255.0, strict_minimum=True)
+        check_int(self.filter_size, "filter_size", minimum=2, maximum=15)
+        check_int(self.dncnn_depth, "dncnn_depth", minimum=2, maximum=100)
+        check_int(self.tv_evaluations, "tv_evaluations", minimum=2)
+        if self.test_size and self.test_size < 16 or self.patch < 16:
+            raise ValueError(f"test_size (0: full size) and patch must be >= 16, got {self.test_size}, "
+                             f"{self.patch}")
+        if self.patch > self.train_side:
+            raise ValueError(f"patch {self.patch} must be <= train_side {self.train_side}")
 
 
 def _test_set(config: Config, sigma: float):

@@ -20,6 +20,7 @@ from .._lista import ALISTA, LISTA, LISTA_CP, LISTA_CPSS, layer_nmse_db, sparse_
 from .._noise import nmse_db, noise_level_for_snr
 from .._operators import CompressedSensing
 from .._solvers import fista, ista
+from ._common import check_fields
 
 NETWORKS = {"LISTA": LISTA, "LISTA_CP": LISTA_CP, "LISTA_CPSS": LISTA_CPSS, "ALISTA": ALISTA}
 
@@ -47,17 +48,16 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in NETWORKS]
-        if unknown:
-            raise ValueError(f"methods: unknown {unknown}; allowed {sorted(NETWORKS)}")
-        for name in ("steps_per_stage", "alista_steps_per_stage", "lista_steps_per_stage"):
-            value = getattr(self, name)
-            if len(value) != 3 or min(value) < 0:
-                raise ValueError(f"{name} must be three non-negative ints, got {value}")
-        if self.measurements < 1 or self.dimension < 1 or self.layers < 1:
-            raise ValueError("measurements, dimension and layers must be positive")
-        if not 0 < self.probability <= 1:
-            raise ValueError(f"probability must be in (0, 1], got {self.probability}")
+        check_fields(self, positive=("measurements", "dimension", "layers", "batch", "test_size"),
+                     reals={"probability": (0.0, 1.0, True), "weight": (0.0, 1e6, True),
+                            "snr_db": (-100.0, 300.0, False), "lr": (0.0, 10.0, True),
+                            "alista_lr": (0.0, 10.0, True), "lista_lr": (0.0, 10.0, True)},
+                     flags=("noisy", "warm_start"), names={"methods": tuple(NETWORKS)},
+                     int_tuples={"steps_per_stage": 3, "alista_steps_per_stage": 3,
+                                 "lista_steps_per_stage": 3})
+        if self.measurements > self.dimension:
+            raise ValueError(f"measurements ({self.measurements}) must be <= dimension ({self.dimension}): "
+                             "ALISTA needs A A^T invertible")
 
 
 def _problem(config: Config, device):

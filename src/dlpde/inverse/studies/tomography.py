@@ -10,14 +10,14 @@ import dataclasses
 
 import torch
 
-from dlpde.shared import Study, image_grid, make_generator, resolve_device, train
+from dlpde.shared import Study, check_int, image_grid, make_generator, resolve_device, train
 
 from .._data import random_ellipses, shepp_logan_phantom
 from .._networks import LearnedPrimalDual
 from .._noise import GaussianNoise
 from .._operators import Radon
 from .._solvers import filtered_back_projection
-from ._common import best_weight_tv, markdown_table, scores
+from ._common import best_weight_tv, check_fields, markdown_table, scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +38,13 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        if self.size < 8 or self.angles < 1 or self.iterations < 1 or self.steps < 0:
-            raise ValueError("size must be >= 8, angles >= 1, iterations >= 1, steps >= 0")
-        if not self.noise >= 0:
-            raise ValueError(f"noise must be non-negative (relative to max sinogram), got {self.noise}")
+        check_fields(self, positive=("angles", "test_ellipses", "iterations", "hidden", "batch",
+                                     "tv_iterations"),
+                     nonnegative=("steps",),
+                     reals={"noise": (0.0, 10.0, False), "lr": (0.0, 10.0, True)})
+        check_int(self.size, "size", minimum=8, maximum=1024)
+        check_int(self.depth, "depth", minimum=2, maximum=50)
+        check_int(self.tv_evaluations, "tv_evaluations", minimum=2)
 
 
 def run(config: Config, run_dir) -> dict:
