@@ -49,26 +49,37 @@ def gradient(f: Callable, x: torch.Tensor, create_graph: bool = True) -> torch.T
     With ``create_graph=True`` (the default) the result can itself be differentiated, e.g. in a
     PDE-residual loss.
     """
+    check_callable(f, "f")
     _check_batched(x)
+    check_bool(create_graph, "create_graph")
     x = _requiring_grad(x)
     with torch.enable_grad():
         y = f(x)
         _check_scalar_output(y, x.shape[0])
-        (g,) = torch.autograd.grad(y.sum(), x, create_graph=create_graph)
+        if not y.requires_grad:  # f does not depend on x
+            return torch.zeros_like(x)
+        (g,) = torch.autograd.grad(y.sum(), x, create_graph=create_graph, allow_unused=True,
+                                   materialize_grads=True)
     return g
 
 
 def hessian_vector_product(f: Callable, x: torch.Tensor, v: torch.Tensor, create_graph: bool = True):
     """``(Hess_x f)(x) v`` per batch row, shape ``(B, *event)``; ``v`` has the shape of ``x``."""
+    check_callable(f, "f")
     _check_batched(x)
-    if v.shape != x.shape:
-        raise ValueError(f"v must have the shape of x {tuple(x.shape)}, got {tuple(v.shape)}")
+    check_tensor(v, "v", shape=tuple(x.shape), finite=False, nonempty=False)
+    check_bool(create_graph, "create_graph")
     x = _requiring_grad(x)
     with torch.enable_grad():
         y = f(x)
         _check_scalar_output(y, x.shape[0])
-        (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
-        (hv,) = torch.autograd.grad((g * v).sum(), x, create_graph=create_graph)
+        if not y.requires_grad:
+            return torch.zeros_like(x)
+        (g,) = torch.autograd.grad(y.sum(), x, create_graph=True, allow_unused=True, materialize_grads=True)
+        if not g.requires_grad:  # f is linear in x
+            return torch.zeros_like(x)
+        (hv,) = torch.autograd.grad((g * v).sum(), x, create_graph=create_graph, allow_unused=True,
+                                    materialize_grads=True)
     return hv
 
 
@@ -92,6 +103,11 @@ def _check_method(method: str, n_samples: int, methods=("exact", "hutchinson")) 
     check_positive_int(n_samples, "n_samples")
 
 
+def _check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
 def _check_chunk(chunk_size) -> None:
     if chunk_size is not None:
         check_positive_int(chunk_size, "chunk_size")
@@ -108,6 +124,9 @@ def _trace_of_linear_map(apply: Callable, x: torch.Tensor, method: str, n_sample
 
     def contract(tangent):
         primal, jv = apply(tangent)
+        if jv.shape != tangent.shape:
+            raise ValueError(f"the map must send (batch, *event) to the same shape {tuple(x.shape)}, got "
+                             f"{tuple(jv.shape)}")
         return primal, (jv * tangent).sum(dim=batch_dims)
 
     primals, traces = tfunc.vmap(contract, chunk_size=chunk_size)(tangents)
@@ -122,8 +141,11 @@ def divergence(v: Callable, x: torch.Tensor, method: str = "exact", n_samples: i
     ``method="exact"`` uses ``D`` forward-mode products; ``"hutchinson"`` the unbiased estimate
     ``mean_k z_k^T (Dv) z_k`` with ``n_samples`` Rademacher probes drawn from ``generator``.
     """
+    check_callable(v, "v")
     _check_batched(x)
     _check_method(method, n_samples)
+    _check_generator(generator)
+    _check_chunk(chunk_size)
 
     def apply(tangent):
         return tfunc.jvp(v, (x,), (tangent,))
@@ -156,6 +178,7 @@ def laplacian(f: Callable, x: torch.Tensor, method: str = "exact", n_samples: in
     _check_batched(x)
     _check_method(method, n_samples, ("exact", "hutchinson", "forward"))
     check_callable(f, "f")
+    _check_generator(generator)
     check_bool(return_gradient, "return_gradient")
     _check_chunk(chunk_size)
     if method == "forward":
@@ -172,7 +195,9 @@ def laplacian(f: Callable, x: torch.Tensor, method: str = "exact", n_samples: in
 
 def jacobian(f: Callable, x: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
     """Per-sample Jacobian of a batched map ``(B, *event) -> (B, *out)``: shape ``(B, *out, *event)``."""
+    check_callable(f, "f")
     _check_batched(x)
+    _check_chunk(chunk_size)
 
     def single(row):
         return f(row.unsqueeze(0)).squeeze(0)

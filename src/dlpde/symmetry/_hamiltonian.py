@@ -20,7 +20,14 @@ import torch
 from torch.func import functional_call
 
 from dlpde.shared.autodiff import ForwardLaplacianError, laplacian
-from dlpde.shared.checks import check_callable, check_choice, check_tensor
+from dlpde.shared.checks import (
+    check_callable,
+    check_choice,
+    check_positive,
+    check_positive_int,
+    check_real,
+    check_tensor,
+)
 
 __all__ = [
     "ManyBodyHamiltonian",
@@ -40,17 +47,11 @@ __all__ = [
 
 
 def _finite_positive(name: str, value: float) -> float:
-    value = float(value)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be positive and finite, got {value}")
-    return value
+    return check_positive(value, name)
 
 
 def _finite(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
+    return check_real(value, name)
 
 
 class HarmonicTrap:
@@ -60,7 +61,15 @@ class HarmonicTrap:
 
     def __init__(self, omega: float = 1.0, center: Sequence[float] | None = None):
         self.omega = _finite_positive("omega", omega)
-        self.center = None if center is None else torch.as_tensor(center, dtype=torch.float64)
+        if center is not None:
+            if not isinstance(center, torch.Tensor):
+                if isinstance(center, (str, bytes)) or not isinstance(center, (list, tuple)):
+                    raise TypeError(f"center must be a sequence of coordinates, got {type(center).__name__}")
+                center = torch.tensor([check_real(c, "each center coordinate") for c in center])
+            check_tensor(center, "center", dim=1, dtype="any")
+            if center.dtype == torch.bool or center.is_complex():
+                raise TypeError(f"center must hold real coordinates, got {center.dtype}")
+        self.center = None if center is None else center.to(torch.float64)
 
     def centers(self, dim: int) -> torch.Tensor:
         """Trap centre(s), shape ``(1, dim)``."""
@@ -172,9 +181,7 @@ class ContactPair:
     def __init__(self, strength: float, width: float = 0.05, dim: int = 1):
         self.strength = _finite("strength", strength)
         self.width = _finite_positive("width", width)
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int, got {dim!r}")
-        self.dim = dim
+        self.dim = check_positive_int(dim, "dim")
 
     def __call__(self, r: torch.Tensor) -> torch.Tensor:
         norm = (2 * math.pi * self.width**2) ** (self.dim / 2)

@@ -17,6 +17,7 @@ import torch
 
 from dlpde.shared import make_generator
 
+from ._checks import check_dtype, check_seed, check_widths
 from ._potential import AtomicPotential
 
 __all__ = ["CoordinateMLP"]
@@ -35,6 +36,9 @@ class CoordinateMLP(AtomicPotential):
         if isinstance(n_atoms, bool) or not isinstance(n_atoms, int) or n_atoms < 1:
             raise ValueError(f"n_atoms must be a positive int, got {n_atoms!r}")
         self.n_atoms = n_atoms
+        hidden = check_widths(hidden)
+        check_seed(seed)
+        check_dtype(dtype)
         generator = make_generator(seed)
         widths = [n_atoms * (3 + (self.n_species if self.n_species > 1 else 0)), *hidden, n_atoms]
         layers = []

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dlpde.shared import make_generator
+from dlpde.shared import check_int, check_tensor, make_generator
 from dlpde.shared.runs import atomic_write_bytes
 from dlpde.shared.testing import random_rotation
 
@@ -82,6 +82,14 @@ class PESDataset:
     parameters: dict
 
     def __post_init__(self):
+        check_tensor(self.positions, "positions", dim=3, shape=(None, None, 3), nonempty=False)
+        check_tensor(self.forces, "forces", dim=3, shape=(None, None, 3), nonempty=False)
+        check_tensor(self.energies, "energies", dim=1, nonempty=False)
+        check_tensor(self.species, "species", dim=2, dtype=(torch.int64, torch.int32), nonempty=False)
+        if self.cells is not None:
+            check_tensor(self.cells, "cells", dim=3, shape=(None, 3, 3), nonempty=False)
+        if not isinstance(self.parameters, dict):
+            raise TypeError(f"parameters must be a dict, got {type(self.parameters).__name__}")
         m, n = self.positions.shape[:2]
         if self.positions.shape != (m, n, 3) or self.forces.shape != (m, n, 3):
             raise ValueError("positions and forces must have shape (M, N, 3)")
@@ -282,7 +290,12 @@ def split_dataset(dataset: PESDataset, sizes, seed: int = 0) -> tuple[PESDataset
     The configurations are shuffled by ``seed`` and cut in order. Nested training sets for a
     learning curve are ``train.subset(range(k))`` for growing ``k``.
     """
-    sizes = [int(s) for s in sizes]
+    if not isinstance(dataset, PESDataset):
+        raise TypeError(f"dataset must be a PESDataset, got {type(dataset).__name__}")
+    if isinstance(sizes, (str, bytes, torch.Tensor)) or not isinstance(sizes, (list, tuple, range)):
+        raise TypeError(f"sizes must be a sequence of ints, got {type(sizes).__name__}")
+    sizes = [check_int(s, "each size", minimum=0) for s in sizes]
+    check_int(seed, "seed", minimum=0)
     if any(s < 0 for s in sizes) or sum(sizes) > len(dataset):
         raise ValueError(f"sizes {sizes} must be non-negative and sum to at most {len(dataset)}")
     order = torch.randperm(len(dataset), generator=make_generator(seed))

@@ -8,8 +8,9 @@ import math
 
 import torch
 
-from dlpde.shared import make_generator
+from dlpde.shared import check_positive_int, make_generator
 
+from ._checks import check_dtype, check_seed, check_widths
 from ._potential import AtomicPotential
 
 __all__ = ["PerSpeciesMLP", "DescriptorPotential"]
@@ -25,9 +26,10 @@ class PerSpeciesMLP(torch.nn.Module):
 
     def __init__(self, n_species: int, n_in: int, hidden=(64, 64), seed: int = 0, dtype=torch.float64):
         super().__init__()
-        widths = [n_in, *[int(h) for h in hidden], 1]
-        if any(w < 1 for w in widths):
-            raise ValueError(f"hidden widths must be positive, got {hidden}")
+        check_positive_int(n_species, "n_species")
+        widths = [check_positive_int(n_in, "n_in"), *check_widths(hidden), 1]
+        check_seed(seed)
+        check_dtype(dtype)
         generator = make_generator(seed)
         self.weights = torch.nn.ParameterList()
         self.biases = torch.nn.ParameterList()
@@ -52,6 +54,11 @@ class DescriptorPotential(AtomicPotential):
 
     def __init__(self, elements, cutoff, n_descriptors: int, hidden, seed: int, dtype):
         super().__init__(elements, cutoff)
+        check_positive_int(n_descriptors, "n_descriptors")
+        if hidden is not None:
+            check_widths(hidden)
+        check_seed(seed)
+        check_dtype(dtype)
         self.n_descriptors = n_descriptors
         self.network = None if hidden is None else PerSpeciesMLP(self.n_species, n_descriptors, hidden,
                                                                  seed, dtype)

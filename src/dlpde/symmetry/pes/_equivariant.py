@@ -27,8 +27,9 @@ import math
 
 import torch
 
-from dlpde.shared import make_generator
+from dlpde.shared import check_positive, check_positive_int, check_tensor, make_generator
 
+from ._checks import check_dtype, check_seed
 from ._neighbours import polynomial_cutoff
 from ._potential import AtomicPotential
 
@@ -37,6 +38,11 @@ __all__ = ["EquivariantPotential", "bessel_basis"]
 
 def bessel_basis(distance: torch.Tensor, cutoff: float, n_basis: int) -> torch.Tensor:
     """``B_n(r) = sqrt(2 / r_c) sin(n pi r / r_c) / r`` for ``n = 1..n_basis``; ``(E, n_basis)``."""
+    check_tensor(distance, "distance", dim=1, nonempty=False)
+    cutoff = check_positive(cutoff, "cutoff")
+    n_basis = check_positive_int(n_basis, "n_basis")
+    if bool((distance <= 0).any()):
+        raise ValueError("distance must be positive (B_n(r) is singular at r = 0)")
     n = torch.arange(1, n_basis + 1, dtype=distance.dtype, device=distance.device)
     r = distance[:, None]
     return math.sqrt(2.0 / cutoff) * torch.sin(n * math.pi * r / cutoff) / r
@@ -106,6 +112,8 @@ class EquivariantPotential(AtomicPotential):
         from e3nn import o3
 
         super().__init__(elements, cutoff)
+        check_seed(seed)
+        check_dtype(dtype)
         for name, value, low in (("l_max", l_max, 0), ("channels", channels, 1), ("n_layers", n_layers, 1),
                                  ("n_radial", n_radial, 1), ("radial_hidden", radial_hidden, 1),
                                  ("envelope_degree", envelope_degree, 2)):

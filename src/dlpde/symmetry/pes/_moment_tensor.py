@@ -33,6 +33,8 @@ import math
 
 import torch
 
+from dlpde.shared import check_int, check_positive, check_positive_int, check_real, check_tensor
+
 from ._descriptor import DescriptorPotential
 from ._neighbours import neighbour_table
 
@@ -46,6 +48,12 @@ def chebyshev_radial_functions(distance: torch.Tensor, n_functions: int, cutoff:
     ``xi = (2 r - r_c - r_min) / (r_c - r_min)``; ``T_mu`` by the recurrence
     ``T_{mu+1} = 2 xi T_mu - T_{mu-1}``.
     """
+    check_tensor(distance, "distance", nonempty=False)
+    n_functions = check_positive_int(n_functions, "n_functions")
+    cutoff = check_positive(cutoff, "cutoff")
+    min_distance = check_real(min_distance, "min_distance", 0.0)
+    if not min_distance < cutoff:
+        raise ValueError(f"min_distance must lie in [0, cutoff), got {min_distance} (cutoff {cutoff})")
     xi = (2.0 * distance - cutoff - min_distance) / (cutoff - min_distance)
     values = [torch.ones_like(xi), xi]
     for _ in range(2, n_functions):
@@ -71,6 +79,9 @@ def _level(moments) -> int:
 
 def moment_invariants(n_species: int, max_order: int, level_max: int) -> list[tuple]:
     """Connected contractions of 1-3 moments ``(mu, s, nu)`` of level ``<= level_max``."""
+    n_species = check_positive_int(n_species, "n_species")
+    max_order = check_int(max_order, "max_order", minimum=0)
+    level_max = check_int(level_max, "level_max", minimum=2)
     n_radial = (level_max - 2) // 4 + 1
     moments = [(mu, s, nu) for mu in range(n_radial) for s in range(n_species)
                for nu in range(max_order + 1) if 2 + 4 * mu + nu <= level_max]
@@ -85,6 +96,15 @@ def moment_invariants(n_species: int, max_order: int, level_max: int) -> list[tu
 
 def basis_products(invariants, level_max: int) -> list[tuple[int, ...]]:
     """Multisets of invariant indices of total level ``<= level_max``, the empty one first."""
+    level_max = check_int(level_max, "level_max", minimum=0)
+    if isinstance(invariants, (str, bytes)) or not isinstance(invariants, (list, tuple)):
+        raise TypeError(f"invariants must be a list of moment contractions, got {type(invariants).__name__}")
+    for invariant in invariants:
+        triples = isinstance(invariant, tuple) and all(
+            isinstance(m, tuple) and len(m) == 3 and all(isinstance(v, int) for v in m) for m in invariant)
+        if not triples:
+            raise TypeError("each invariant must be a tuple of (mu, s, nu) integer triples "
+                            "(as moment_invariants returns them)")
     levels = [_level(invariant) for invariant in invariants]
     products = [()]
 

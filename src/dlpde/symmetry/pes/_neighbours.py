@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from dlpde.shared import check_int, check_positive, check_tensor
+
 __all__ = ["NeighbourList", "neighbour_list", "edge_vectors", "neighbour_table", "cosine_cutoff",
            "polynomial_cutoff"]
 
@@ -53,6 +55,12 @@ def neighbour_list(positions: torch.Tensor, cutoff: float, cells: torch.Tensor |
         cells: ``(B, 3, 3)`` lattice vectors as rows (periodic in all three directions), or
             ``None`` for open clusters.
     """
+    check_tensor(positions, "positions", dim=3, shape=(None, None, 3))
+    cutoff = check_positive(cutoff, "cutoff")
+    if cells is not None:
+        check_tensor(cells, "cells", dim=3, shape=(positions.shape[0], 3, 3))
+        if bool((torch.linalg.det(cells.detach().double()).abs() < 1e-12).any()):
+            raise ValueError("cells must be invertible (three independent lattice vectors)")
     b, n, _ = positions.shape
     with torch.no_grad():
         x = positions.detach()
@@ -89,6 +97,14 @@ def neighbour_list(positions: torch.Tensor, cutoff: float, cells: torch.Tensor |
 def edge_vectors(positions: torch.Tensor, pairs: NeighbourList, cells: torch.Tensor | None = None
                  ) -> torch.Tensor:
     """``x_j - x_i + n^T L`` for every pair, ``(E, 3)``, differentiable in the positions."""
+    check_tensor(positions, "positions", dim=3, shape=(None, None, 3), finite=False)
+    if not isinstance(pairs, NeighbourList):
+        raise TypeError(f"pairs must be a NeighbourList, got {type(pairs).__name__}")
+    if pairs.n_atoms != positions.shape[0] * positions.shape[1]:
+        raise ValueError(f"pairs are for {pairs.n_atoms} atoms, positions hold "
+                         f"{positions.shape[0] * positions.shape[1]}")
+    if cells is not None:
+        check_tensor(cells, "cells", dim=3, shape=(positions.shape[0], 3, 3), finite=False)
     flat = positions.reshape(-1, 3)
     vectors = flat[pairs.neighbours] - flat[pairs.centers]
     if cells is not None:
@@ -99,6 +115,12 @@ def edge_vectors(positions: torch.Tensor, pairs: NeighbourList, cells: torch.Ten
 def neighbour_table(centers: torch.Tensor, n_atoms: int) -> torch.Tensor:
     """The pairs of each atom as a padded table ``(n_atoms, max degree)`` of pair indices, -1
     where an atom has fewer pairs. ``centers`` must be sorted (as ``neighbour_list`` gives them)."""
+    check_tensor(centers, "centers", dim=1, dtype=(torch.int64,), nonempty=False)
+    n_atoms = check_int(n_atoms, "n_atoms", minimum=0)
+    if centers.numel() and (int(centers.min()) < 0 or int(centers.max()) >= n_atoms):
+        raise ValueError(f"centers must be atom indices in [0, {n_atoms})")
+    if centers.numel() > 1 and bool((centers[1:] < centers[:-1]).any()):
+        raise ValueError("centers must be sorted (as neighbour_list returns them)")
     with torch.no_grad():
         degree = torch.bincount(centers, minlength=n_atoms)
         width = int(degree.max()) if degree.numel() else 0
@@ -111,6 +133,8 @@ def neighbour_table(centers: torch.Tensor, n_atoms: int) -> torch.Tensor:
 
 def cosine_cutoff(distance: torch.Tensor, cutoff: float) -> torch.Tensor:
     """Behler's cutoff ``f_c(r) = (cos(pi r / r_c) + 1) / 2`` for ``r < r_c``, else 0 (C^1)."""
+    check_tensor(distance, "distance", nonempty=False)
+    cutoff = check_positive(cutoff, "cutoff")
     return torch.where(distance < cutoff, 0.5 * (torch.cos(math.pi * distance / cutoff) + 1.0),
                        torch.zeros_like(distance))
 
@@ -118,8 +142,10 @@ def cosine_cutoff(distance: torch.Tensor, cutoff: float) -> torch.Tensor:
 def polynomial_cutoff(distance: torch.Tensor, cutoff: float, degree: int = 6) -> torch.Tensor:
     """NequIP's envelope ``u(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^{p+1} - p(p+1)/2 x^{p+2}``,
     ``x = r / r_c``, zero beyond ``r_c``; its first ``p - 1`` derivatives vanish at ``r_c``."""
+    check_tensor(distance, "distance", nonempty=False)
+    cutoff = check_positive(cutoff, "cutoff")
+    p = check_int(degree, "degree", minimum=2)
     x = distance / cutoff
-    p = degree
     envelope = (1.0 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1)
                 - p * (p + 1) / 2 * x ** (p + 2))
     return torch.where(x < 1.0, envelope, torch.zeros_like(x))

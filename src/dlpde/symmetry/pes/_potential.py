@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from dlpde.shared import gradient
+from dlpde.shared import check_bool, check_callable, check_positive, check_tensor, gradient
 
+from ._checks import check_elements
 from ._neighbours import NeighbourList, edge_vectors, neighbour_list
 
 __all__ = ["AtomicPotential", "energy_and_forces"]
@@ -31,11 +32,9 @@ class AtomicPotential(torch.nn.Module):
 
     def __init__(self, elements, cutoff: float | None):
         super().__init__()
-        elements = tuple(sorted({int(z) for z in elements}))
-        if not elements or any(z < 1 or z > 118 for z in elements):
-            raise ValueError(f"elements must be atomic numbers in 1..118, got {elements}")
-        if cutoff is not None and not cutoff > 0:
-            raise ValueError(f"cutoff must be positive, got {cutoff}")
+        elements = check_elements(elements)
+        if cutoff is not None:
+            cutoff = check_positive(cutoff, "cutoff")
         self.elements = elements
         self.cutoff = None if cutoff is None else float(cutoff)
         table = torch.full((119,), -1, dtype=torch.long)
@@ -141,6 +140,9 @@ class AtomicPotential(torch.nn.Module):
 
 def energy_and_forces(model, positions, species, cells=None, create_graph: bool = False):
     """Energies ``(B,)`` and forces ``-dE/dx`` ``(B, N, 3)`` of any potential ``model``."""
+    check_callable(model, "model")
+    check_tensor(positions, "positions", dim=3, shape=(None, None, 3))
+    check_bool(create_graph, "create_graph")
     holder = {}
 
     def energy(x):

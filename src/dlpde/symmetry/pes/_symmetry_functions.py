@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import torch
 
+from dlpde.shared import check_int, check_positive, check_real
+
+from ._checks import check_dtype, check_elements, check_reals, check_seed, check_widths
 from ._descriptor import DescriptorPotential
 from ._neighbours import cosine_cutoff, neighbour_table
 
@@ -31,7 +34,7 @@ def angle_triplets(centers: torch.Tensor, n_atoms: int) -> tuple[torch.Tensor, t
     tensors ``(T,)`` into the pair list.
     """
     with torch.no_grad():
-        table = neighbour_table(centers, n_atoms)
+        table = neighbour_table(centers, n_atoms)  # checks centers and n_atoms
         p, q = torch.triu_indices(table.shape[1], table.shape[1], 1, device=centers.device)
         first, second = table[:, p].reshape(-1), table[:, q].reshape(-1)
         valid = (first >= 0) & (second >= 0)
@@ -53,9 +56,15 @@ class SymmetryFunctionPotential(DescriptorPotential):
     def __init__(self, elements, cutoff: float = 5.0, min_distance: float = 1.5, n_radial: int = 12,
                  angular_eta=(0.0, 2.0, 8.0), zetas=(1.0, 2.0, 4.0, 8.0), hidden=(64, 64), seed: int = 0,
                  dtype=torch.float64):
-        n_species = len({int(z) for z in elements})
-        if not (isinstance(n_radial, int) and n_radial >= 2):
-            raise ValueError(f"n_radial must be an int >= 2, got {n_radial!r}")
+        n_species = len(check_elements(elements))
+        cutoff = check_positive(cutoff, "cutoff")
+        min_distance = check_real(min_distance, "min_distance", 0.0)
+        n_radial = check_int(n_radial, "n_radial", minimum=2)
+        angular_eta = check_reals(angular_eta, "angular_eta", 0.0)
+        zetas = check_reals(zetas, "zetas", 1.0)
+        check_widths(hidden)
+        check_seed(seed)
+        check_dtype(dtype)
         if not 0 <= min_distance < cutoff:
             raise ValueError(f"min_distance must lie in [0, cutoff), got {min_distance}")
         n_angular = len(angular_eta) * len(zetas) * 2

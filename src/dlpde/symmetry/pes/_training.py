@@ -16,9 +16,19 @@ import copy
 
 import torch
 
-from dlpde.shared import make_generator, train
+from dlpde.shared import (
+    check_bool,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_real,
+    check_tensor,
+    make_generator,
+    train,
+)
 from dlpde.shared.testing import random_rotation
 
+from ._checks import check_dataset, check_model, check_path
 from ._potential import energy_and_forces
 
 __all__ = ["fit_potential", "evaluate_potential", "equivariance_errors", "relax_geometry"]
@@ -48,6 +58,8 @@ def _parameter_device(model) -> torch.device:
 
 
 def _check_weights(energy_weight, force_weight):
+    energy_weight = check_real(energy_weight, "energy_weight", 0.0)
+    force_weight = check_real(force_weight, "force_weight", 0.0)
     if energy_weight < 0 or force_weight < 0 or energy_weight + force_weight <= 0:
         raise ValueError(f"energy_weight and force_weight must be >= 0 and not both 0, got "
                          f"{energy_weight}, {force_weight}")
@@ -70,9 +82,25 @@ def fit_potential(model, train_set, *, steps: int = 1000, batch_size: int = 16, 
     per-species reference energies, which do not affect forces, are set to their least-squares
     optimum on ``train_set`` (``refit_energy_shift``).
     """
+    check_model(model)
+    check_dataset(train_set, "train_set")
     _check_weights(energy_weight, force_weight)
-    if len(train_set) < 1:
-        raise ValueError("train_set is empty")
+    check_int(steps, "steps", minimum=0)
+    check_positive_int(batch_size, "batch_size")
+    check_positive(lr, "lr")
+    check_bool(augment, "augment")
+    check_int(seed, "seed", minimum=0)
+    check_real(ridge, "ridge", 0.0)
+    check_path(checkpoint)
+    check_bool(resume, "resume")
+    check_bool(progress, "progress")
+    if not isinstance(desc, str):
+        raise TypeError(f"desc must be a str, got {type(desc).__name__}")
+    if not (schedule is None or isinstance(schedule, str) or callable(schedule)):
+        raise TypeError(f"schedule must be a name, a callable or None, got {type(schedule).__name__}")
+    for name in ("fit_normalisation", "refit_energy_shift"):
+        if not callable(getattr(model, name, None)):
+            raise TypeError(f"model must be an AtomicPotential (it has no {name})")
     model.fit_normalisation(train_set)
     data = train_set.to(_parameter_device(model), _parameter_dtype(model))
     if getattr(model, "readout", None) == "linear":
@@ -145,6 +173,9 @@ def _fit_linear(model, data, energy_weight, force_weight, ridge, chunk: int = 64
 def evaluate_potential(model, dataset, batch_size: int = 64) -> dict:
     """Errors of ``model`` on ``dataset``: energy MAE/RMSE (per configuration), force-component
     MAE/RMSE, and the predictions (``energies (M,)``, ``forces (M, N, 3)``, CPU tensors)."""
+    check_model(model)
+    check_dataset(dataset)
+    batch_size = check_positive_int(batch_size, "batch_size")
     data = dataset.to(_parameter_device(model), _parameter_dtype(model))
     predicted_energies, predicted_forces = [], []
     for start in range(0, len(data), batch_size):
@@ -171,6 +202,10 @@ def equivariance_errors(model, dataset, n_trials: int = 4, seed: int = 0) -> dic
     configurations of ``dataset``, so that the result measures the symmetry of the model, not
     its rounding.
     """
+    check_model(model)
+    check_dataset(dataset)
+    n_trials = check_positive_int(n_trials, "n_trials")
+    check_int(seed, "seed", minimum=0)
     model64 = copy.deepcopy(model).to(torch.float64)
     data = dataset.subset(range(min(len(dataset), 8))).to(_parameter_device(model64), torch.float64)
     generator = make_generator(seed)
@@ -197,6 +232,10 @@ def relax_geometry(model, positions, species, cells=None, steps: int = 50, progr
     (the B minimisations are independent). Returns ``positions``, ``energies`` and the largest
     remaining force component ``max_force`` per configuration.
     """
+    check_model(model)
+    check_tensor(positions, "positions", dim=3, shape=(None, None, 3))
+    check_int(steps, "steps", minimum=0)
+    check_bool(progress, "progress")
     x = positions.detach().clone().to(_parameter_dtype(model)).requires_grad_(True)
     frozen = [p for p in model.parameters() if p.requires_grad]
     for p in frozen:
