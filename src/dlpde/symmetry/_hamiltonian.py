@@ -65,7 +65,8 @@ class HarmonicTrap:
             if not isinstance(center, torch.Tensor):
                 if isinstance(center, (str, bytes)) or not isinstance(center, (list, tuple)):
                     raise TypeError(f"center must be a sequence of coordinates, got {type(center).__name__}")
-                center = torch.tensor([check_real(c, "each center coordinate") for c in center], dtype=torch.float64)
+                coordinates = [check_real(c, "each center coordinate") for c in center]
+                center = torch.tensor(coordinates, dtype=torch.float64)
             check_tensor(center, "center", dim=1, dtype="any")
             if center.dtype == torch.bool or center.is_complex():
                 raise TypeError(f"center must hold real coordinates, got {center.dtype}")
