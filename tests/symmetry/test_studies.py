@@ -50,6 +50,27 @@ def test_configs_reject_bad_values():
         sets.Config(models=("transformer",))
 
 
+@pytest.mark.parametrize("module", [trap, helium, sets], ids=["trap", "helium", "sets"])
+@pytest.mark.parametrize(("field", "value"), [("seed", -1), ("dtype", "float16"), ("steps", -4), ("steps", 2.5),
+                                              ("lr", float("nan")), ("device", 3)])
+def test_every_config_validates_its_fields(module, field, value):
+    """Each field is checked with the shared vocabulary (a ValueError or TypeError naming it), and
+    every preset passes."""
+    with pytest.raises((ValueError, TypeError), match=field):
+        dataclasses.replace(module.Config(), **{field: value})
+    for preset in module.STUDY.presets.values():
+        dataclasses.replace(preset)
+
+
+def test_vmc_configs_validate_walkers_and_optimizer():
+    with pytest.raises(ValueError, match="walkers"):
+        dataclasses.replace(trap.Config(), walkers=1)
+    with pytest.raises(ValueError, match="optimizer"):
+        dataclasses.replace(helium.Config(), optimizer="lbfgs")
+    with pytest.raises(ValueError, match="burn_in"):
+        dataclasses.replace(helium.Config(), burn_in=-1)
+
+
 @pytest.mark.parametrize("n", [2, 5])
 def test_gue_samples_follow_the_trap_ground_state(n):
     """<sum x^2> = N^2/2 (virial: <V> = E/2) under |psi_0|^2, and the pair density vanishes at contact."""

@@ -16,10 +16,11 @@ from typing import Literal
 
 import numpy as np
 
-from dlpde.shared import Study
+from dlpde.shared import Study, check_choice
 
 from .._hamiltonian import atom
-from ._vmc_runs import LABELS, check_ansatze, point_seed, running_mean, train_and_measure
+from ._checks import check_fields, check_subset
+from ._vmc_runs import ANSATZE, LABELS, point_seed, running_mean, train_and_measure
 
 EXACT = -2.903724377
 HARTREE_FOCK = -2.861680
@@ -43,14 +44,11 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        check_ansatze(self.ansatze)
-        for name in ("n_determinants", "walkers", "steps", "metropolis_steps", "eval_thin"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_steps < 64:
-            raise ValueError(f"eval_steps must be >= 64 (blocking), got {self.eval_steps}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        check_subset(self.ansatze, "ansatze", ANSATZE)
+        check_fields(self, positive=("n_determinants", "steps", "metropolis_steps", "eval_thin"),
+                     non_negative=("burn_in",), positive_reals=("lr",),
+                     minimum={"walkers": 2, "eval_steps": 64})
+        check_choice(self.optimizer, "optimizer", ("sr", "adam"))
 
 
 def _task(task) -> dict:

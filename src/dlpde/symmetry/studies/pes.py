@@ -22,7 +22,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dlpde.shared import Study, resolve_device
+from dlpde.shared import Study, check_real, resolve_device
+
+from ._checks import check_fields, check_int_tuple, check_subset
 
 LJ13_MINIMUM = -44.326801
 MODELS = ("equivariant", "moment_tensor", "symmetry_function", "coordinate_mlp_augmented", "coordinate_mlp")
@@ -72,29 +74,23 @@ class Config:
     def __post_init__(self):
         from dlpde.symmetry.pes import SYSTEMS
 
-        unknown = [s for s in self.systems if s not in SYSTEMS]
-        if not self.systems or unknown:
-            raise ValueError(f"systems must be a non-empty subset of {sorted(SYSTEMS)}, got {self.systems}")
-        if not self.models or any(m not in MODELS for m in self.models):
-            raise ValueError(f"models must be a non-empty subset of {MODELS}, got {self.models}")
-        if not self.train_sizes or any(n < 1 for n in self.train_sizes):
-            raise ValueError(f"train_sizes must be positive integers, got {self.train_sizes}")
-        for name in ("n_validation", "n_test", "equivariant_channels", "equivariant_layers", "batch_size",
-                     "steps_reference_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("equivariant_steps", "symmetry_function_steps", "coordinate_steps", "relax_starts",
-                     "relax_steps", "equivariant_l_max"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.steps_exponent <= 1:
-            raise ValueError(f"steps_exponent must lie in [0, 1], got {self.steps_exponent}")
-        if self.moment_tensor_level < 2:
-            raise ValueError(f"moment_tensor_level must be >= 2, got {self.moment_tensor_level}")
-        if not (0 < self.emt_perturbation < 1 and 0 < self.lj_perturbation < 1):
-            raise ValueError("emt_perturbation and lj_perturbation must lie in (0, 1)")
-        if self.energy_weight < 0 or self.force_weight < 0 or self.energy_weight + self.force_weight == 0:
-            raise ValueError("energy_weight and force_weight must be >= 0 and not both 0")
+        check_subset(self.systems, "systems", sorted(SYSTEMS))
+        check_subset(self.models, "models", MODELS)
+        check_int_tuple(self.train_sizes, "train_sizes")
+        check_fields(self, positive=("n_validation", "n_test", "equivariant_channels", "equivariant_layers",
+                                     "batch_size", "steps_reference_size"),
+                     non_negative=("equivariant_steps", "symmetry_function_steps", "coordinate_steps",
+                                   "relax_starts", "relax_steps", "equivariant_l_max"),
+                     minimum={"moment_tensor_level": 2})
+        check_real(self.steps_exponent, "steps_exponent", 0.0, 1.0)
+        for name in ("emt_perturbation", "lj_perturbation"):
+            check_real(getattr(self, name), name, 0.0, 1.0, strict_minimum=True, strict_maximum=True)
+        check_real(self.energy_weight, "energy_weight", 0.0)
+        check_real(self.force_weight, "force_weight", 0.0)
+        if self.energy_weight + self.force_weight == 0:
+            raise ValueError("energy_weight and force_weight must not both be 0")
+        if not isinstance(self.cache_dir, str):
+            raise TypeError(f"cache_dir must be a str, got {type(self.cache_dir).__name__}")
 
 
 def _dataset(config: Config, system: str):

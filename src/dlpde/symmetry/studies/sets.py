@@ -23,6 +23,7 @@ from dlpde.shared import Study, make_generator, resolve_device, resolve_dtype, t
 
 from .._layers import mlp
 from .._sets import AttentionPooling, DeepSets, PowerSumEmbedding
+from ._checks import check_fields, check_int_tuple, check_subset
 from ._vmc_runs import point_seed
 
 MODELS = ("power_sums", "deep_sets", "attention", "mlp", "mlp_augmented")
@@ -47,15 +48,11 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        if not self.dims or min(self.dims) < 1:
-            raise ValueError(f"dims must be a non-empty tuple of positive ints, got {self.dims}")
-        if not self.models or any(m not in MODELS for m in self.models):
-            raise ValueError(f"models must be a non-empty subset of {MODELS}, got {self.models}")
-        if not self.train_sizes or min(self.train_sizes) < 2:
-            raise ValueError(f"train_sizes must be a non-empty tuple of ints >= 2, got {self.train_sizes}")
-        for name in ("n_points", "test_size", "steps", "batch_size", "width", "latent"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_int_tuple(self.dims, "dims")
+        check_subset(self.models, "models", MODELS)
+        check_int_tuple(self.train_sizes, "train_sizes", minimum=2)
+        check_fields(self, positive=("n_points", "test_size", "steps", "batch_size", "width", "latent"),
+                     positive_reals=("lr",))
         if self.latent % 4:
             raise ValueError(f"latent must be divisible by 4 (attention heads), got {self.latent}")
 

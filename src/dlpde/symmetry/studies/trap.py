@@ -17,10 +17,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dlpde.shared import Study, make_generator, resolve_device
+from dlpde.shared import Study, check_choice, check_real, make_generator, resolve_device
 
 from .._hamiltonian import ManyBodyHamiltonian, contact_pair, harmonic_trap
-from ._vmc_runs import LABELS, check_ansatze, point_seed, running_mean, train_and_measure
+from ._checks import check_fields, check_int_tuple, check_subset
+from ._vmc_runs import ANSATZE, LABELS, point_seed, running_mean, train_and_measure
 
 INTERACTIONS = ("none", "contact")
 
@@ -46,19 +47,14 @@ class Config:
     device: str = "auto"
 
     def __post_init__(self):
-        if not self.n_particles or min(self.n_particles) < 2:
-            raise ValueError(f"n_particles must be a non-empty tuple of ints >= 2, got {self.n_particles}")
-        check_ansatze(self.ansatze)
-        if not self.interactions or any(i not in INTERACTIONS for i in self.interactions):
-            raise ValueError(f"interactions must be a non-empty subset of {INTERACTIONS}, "
-                             f"got {self.interactions}")
-        for name in ("walkers", "steps", "metropolis_steps", "eval_thin"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_steps < 64:
-            raise ValueError(f"eval_steps must be >= 64 (blocking), got {self.eval_steps}")
-        if not (self.lr > 0 and self.contact_width > 0):
-            raise ValueError("lr and contact_width must be positive")
+        check_int_tuple(self.n_particles, "n_particles", minimum=2)
+        check_subset(self.ansatze, "ansatze", ANSATZE)
+        check_subset(self.interactions, "interactions", INTERACTIONS)
+        check_real(self.contact_strength, "contact_strength")
+        check_fields(self, positive=("steps", "metropolis_steps", "eval_thin", "target_n"),
+                     non_negative=("burn_in",), positive_reals=("lr", "contact_width"),
+                     minimum={"walkers": 2, "eval_steps": 64})
+        check_choice(self.optimizer, "optimizer", ("sr", "adam"))
 
 
 def hamiltonian(n: int, interaction: str, config: Config) -> ManyBodyHamiltonian:
