@@ -33,6 +33,14 @@ def test_restoration_benchmark_tiny(tmp_path):
     assert all(row["seconds_per_image"] > 0 for row in result["rows"])
 
 
+def test_pretrained_benchmark_tiny(tmp_path):
+    result = _load("inverse_pretrained").main(["--tiny", "--json", str(tmp_path / "p.json")])
+    assert len(result["rows"]) == 2
+    for row in result["rows"]:  # every method improves on the noisy crop; TV weight inside its bracket
+        assert all(row[m] > row["noisy"] + 3 for m in ("TV", "trd", "dncnn", "unet"))
+        assert 0.3 * 25 / 255 <= row["TV_weight"] <= 2.0 * 25 / 255
+
+
 @pytest.mark.parametrize("study", ["lista", "denoise", "deblur", "tomography"])
 def test_study_smoke(study, tmp_path):
     from dlpde._registry import discover_studies

@@ -9,6 +9,8 @@
   ``wiener_deconvolution``, ``filtered_back_projection``, ``wavelet_denoise``.
 - Unrolled networks: ``LISTA``, ``LISTA_CP``, ``LISTA_CPSS``, ``ALISTA`` (``train_layerwise``),
   ``UnrolledProximalGradient``, ``LearnedPrimalDual``, ``TRD``; baselines ``DnCNN``, ``UNet``.
+- Pretrained denoisers shipped in the package: ``pretrained("trd" | "dncnn" | "unet", sigma)``,
+  ``pretrained_record`` (how each was trained), ``denoise_file(input_path, output_path, ...)``.
 - Data: ``load_image``, ``training_images``, ``random_patches``, ``shepp_logan_phantom``,
   ``random_ellipses``, ``sparse_vectors``.
 """
@@ -56,6 +58,7 @@ from ._operators import (
     gaussian_kernel,
     motion_kernel,
 )
+from ._pretrained import PRETRAINED_METHODS, PRETRAINED_SIGMAS, denoise_file, pretrained, pretrained_record
 from ._solvers import (
     SolverResult,
     StoppingRule,
@@ -87,4 +90,5 @@ __all__ = [
     "inverse_haar_transform", "TRD", "RadialBasisInfluence", "dct_filter_basis", "train_greedy_then_joint",
     "load_image", "available_images", "training_images", "random_patches",
     "shepp_logan_phantom", "random_ellipses", "TEST_IMAGES", "TRAINING_IMAGES",
+    "pretrained", "pretrained_record", "denoise_file", "PRETRAINED_METHODS", "PRETRAINED_SIGMAS",
 ]
