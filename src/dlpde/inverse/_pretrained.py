@@ -219,8 +219,11 @@ def build_pretrained(method: str, sigma: int, recipe: dict | None = None, init: 
     recipe = {**RECIPES[method], **(recipe or {})}
     out_dir = Path(out_dir)
     model = build_denoiser(method, generator=make_generator(seed, "cpu"))
+    init_record = None
     if init is not None:
         model.load_state_dict(torch.load(out_dir / f"{init}.pt", weights_only=True))
+        init_record = json.loads((out_dir / f"{init}.json").read_text())
+        init_record.pop("loss_curve", None)
         if method == "trd":
             recipe["greedy_steps"] = 0
     start = time.process_time()
@@ -229,7 +232,7 @@ def build_pretrained(method: str, sigma: int, recipe: dict | None = None, init: 
     tail = torch.tensor([row["loss"] for row in history[-200:]], dtype=torch.float64)
     record = {
         "method": method, "sigma": sigma, "architecture": ARCHITECTURES[method], "recipe": recipe,
-        "seed": seed, "init": init,
+        "seed": seed, "init": init, "init_record": init_record,
         "data": {"training_images": list(TRAINING_IMAGES), "resolution": "native (max_side=None)",
                  "augmentation": "random crops, 8 flips/transposes, fresh noise per step",
                  "test_images": ["camera", "astronaut"],
