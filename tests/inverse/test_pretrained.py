@@ -4,7 +4,8 @@ its record (PSNR on a fixed test crop within 0.02 dB, the loss on fixed training
 training steps from the weights at the recipe's final learning rate keep the stored metrics
 (within 0.25 dB and 5 % of the loss: the weights are a trained point of that recipe; the optimiser
 state is not shipped, so a fresh Adam makes lr-sized steps in every parameter at first,
-measured drift 0.14 dB / 2.4 % for TRD, 0.05 dB / 0.6 % for DnCNN and U-Net); ``denoise_file`` on PNG/TIFF files and its errors."""
+measured drift 0.14 dB / 2.4 % for TRD, 0.05 dB / 0.6 % for DnCNN and U-Net);
+``denoise_file`` on PNG/TIFF files and its errors."""
 
 import hashlib
 import json
