@@ -430,6 +430,18 @@ class BackflowDeterminant(_System):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_input(x)
+        sign, log_abs = _slater_determinants(self.orbital_values(x), self.n_up, self.n_down,
+                                             self.n_determinants)
+        if self.jastrow is not None:
+            log_abs = log_abs + self.jastrow(x, self)
+        if self.cusp is not None:
+            log_abs = log_abs + self.cusp(x)
+        if self.log_factor is not None:
+            log_abs = log_abs + self.log_factor(x)
+        return sign, log_abs
+
+    def orbital_values(self, x: torch.Tensor) -> torch.Tensor:
+        """``phi^k_a(x_i; X)``, shape ``(B, N, n_det (n_up + n_down))`` (see ``_slater_determinants``)."""
         n = self.n_particles
         _, center_distance = self.center_offsets(x)
         h_one = self.one_body_inputs(x)
@@ -443,15 +455,7 @@ class BackflowDeterminant(_System):
             if layer < len(self.two_body_layers):
                 update = torch.tanh(self.two_body_layers[layer](h_two))
                 h_two = update + h_two if update.shape == h_two.shape else update
-        orbitals = self.orbital_layer(h_one) * self.orbital_envelope(center_distance)
-        sign, log_abs = _slater_determinants(orbitals, self.n_up, self.n_down, self.n_determinants)
-        if self.jastrow is not None:
-            log_abs = log_abs + self.jastrow(x, self)
-        if self.cusp is not None:
-            log_abs = log_abs + self.cusp(x)
-        if self.log_factor is not None:
-            log_abs = log_abs + self.log_factor(x)
-        return sign, log_abs
+        return self.orbital_layer(h_one) * self.orbital_envelope(center_distance)
 
 
 # -- Vandermonde ---------------------------------------------------------------------------------
