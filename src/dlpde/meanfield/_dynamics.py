@@ -104,10 +104,13 @@ class MeanFieldLangevin(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                drift = self.mean_field_scale * p.grad + 2.0 * self.penalty * p
-                if self.mask is not None:
-                    drift = drift * self.mask
-                p.add_(drift, alpha=-h)
+                if self.penalty == 0.0 and self.mask is not None:  # one pass: p -= h N grad m
+                    p.addcmul_(p.grad, self.mask, value=-h * self.mean_field_scale)
+                else:
+                    drift = self.mean_field_scale * p.grad + 2.0 * self.penalty * p
+                    if self.mask is not None:
+                        drift = drift * self.mask
+                    p.add_(drift, alpha=-h)
                 if math.isfinite(self.inverse_temperature):
                     noise = torch.randn(
                         p.shape, generator=self.generator, dtype=p.dtype, device=self.generator.device
