@@ -117,6 +117,42 @@ def _cell(value) -> str | None:
     return None
 
 
+def _table(rows: dict[str, dict[str, str]], corner: str) -> list[str]:
+    columns = list(dict.fromkeys(c for row in rows.values() for c in row))
+    lines = [f"| {corner} | " + " | ".join(f"`{c}`" for c in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
+    lines += [f"| `{r}` | " + " | ".join(row.get(c, "") for c in columns) + " |" for r, row in rows.items()]
+    return lines + [""]
+
+
+def metric_tables(flat: dict) -> list[str]:
+    """Scalars in one table; ``a.b`` keys as a table of rows ``a`` and columns ``b``; ``a.b.c...``
+    keys as one table per ``a`` (rows ``b``, columns ``c...``). Long entries are counted, not shown."""
+    scalars, pairs, groups, skipped = {}, {}, {}, 0
+    for key, value in flat.items():
+        cell = _cell(value)
+        if cell is None:
+            skipped += 1
+            continue
+        parts = key.split(".")
+        if len(parts) == 1:
+            scalars[key] = {"value": cell}
+        elif len(parts) == 2:
+            pairs.setdefault(parts[0], {})[parts[1]] = cell
+        else:
+            groups.setdefault(parts[0], {}).setdefault(parts[1], {})[".".join(parts[2:])] = cell
+    lines = []
+    if scalars:
+        lines += _table(scalars, "metric")
+    if pairs:
+        lines += _table(pairs, "metric")
+    for name, rows in groups.items():
+        lines += [f"`{name}`:", ""] + _table(rows, "")
+    if skipped:
+        lines += [f"{skipped} long entries (curves, arrays) are in the run folder's `metrics.json`.", ""]
+    return lines
+
+
 def _command(record) -> str:
     command = record["env"].get("command")
     if isinstance(command, list) and command:
@@ -146,13 +182,7 @@ def render_thread(thread: str, records: dict[str, dict]) -> str:
                   f"- preset `{record['preset']}`, seed {record['seed']}, device `{env.get('device')}`, "
                   f"dlpde {env.get('dlpde')}, torch {env.get('torch')}, run at {env.get('time')}",
                   f"- from: {record['source']}", ""]
-        rows = [(k, _cell(v)) for k, v in _flatten(record["metrics"]).items()]
-        shown = [(k, c) for k, c in rows if c is not None]
-        lines += ["| metric | value |", "|---|---|"]
-        lines += [f"| `{k}` | {c} |" for k, c in shown]
-        if len(shown) < len(rows):
-            lines += ["", f"{len(rows) - len(shown)} long entries (curves, arrays) are in the run "
-                      "folder's `metrics.json`."]
+        lines += metric_tables(_flatten(record["metrics"]))
         lines.append("")
     return "\n".join(lines)
 
@@ -177,7 +207,7 @@ def main(argv=None) -> int:
         DATA.mkdir(exist_ok=True)
         for study, record in choose(runs).items():
             record = {k: v for k, v in record.items() if k != "source"}
-            _write_if_changed(DATA / f"{study}.json", json.dumps(record, indent=1, sort_keys=True) + "\n")
+            _write_if_changed(DATA / f"{study}.json", json.dumps(record, indent=1) + "\n")
         print(f"snapshot of {len(choose(runs))} studies in {DATA}")
     records = choose([*read_snapshot(), *runs])
     for thread in THREADS:
