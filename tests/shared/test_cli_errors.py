@@ -113,3 +113,27 @@ def test_time_adds_up_across_resumes(tmp_path, monkeypatch, capsys):
     assert total["attempts"] == 2 and total["cpu_seconds"] > first["cpu_seconds"]
     assert metrics["total_cpu_seconds"] == pytest.approx(total["cpu_seconds"])
     assert not list(folder.glob("**/.*.tmp"))
+
+
+def test_denoise_command_restores_an_image_file_and_refuses_bad_files(tmp_path, capsys):
+    import imageio.v3 as iio
+    import numpy as np
+    from skimage import data
+    from skimage.metrics import peak_signal_noise_ratio
+
+    clean = data.camera()[128:192, 128:192] / 255.0
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25 / 255, clean.shape), 0, 1)
+    iio.imwrite(tmp_path / "noisy.png", (noisy * 255).round().astype(np.uint8))
+    out = str(tmp_path / "out.png")
+    assert main(["denoise", str(tmp_path / "noisy.png"), "--sigma", "25", "--out", out]) == 0
+    restored = iio.imread(tmp_path / "out.png") / 255.0
+    assert restored.shape == clean.shape
+    before = peak_signal_noise_ratio(clean, noisy, data_range=1)
+    after = peak_signal_noise_ratio(clean, restored, data_range=1)
+    assert after > before + 3, (before, after)
+    capsys.readouterr()
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    other = str(tmp_path / "x.png")
+    _one_line_exit_2(["denoise", str(tmp_path / "bad.png"), "--out", other], capsys, "bad.png")
+    _one_line_exit_2(["denoise", str(tmp_path / "noisy.png"), "--sigma", "7", "--out", other],
+                     capsys, "sigma")
