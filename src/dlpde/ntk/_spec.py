@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dlpde.shared import make_generator
+from dlpde.shared import check_choice, check_positive, check_positive_int, check_tensor, make_generator
 
 __all__ = [
     "Layer", "Dense", "Conv", "Relu", "LeakyRelu", "Erf", "Elementwise", "AvgPool",
@@ -53,63 +53,83 @@ Parameterization = Literal["ntk", "standard"]
 # --------------------------------------------------------------------------------------------
 # Kernel state carried through the layers
 # --------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class _Block:
-    """NNGP and NTK of a set of input pairs: shape ``(*batch, *spatial, *spatial)``."""
+class _Tape:
+    """The variances ``Sigma(x, x)[s, s]`` met by the elementwise layers, in the order met.
 
-    nngp: torch.Tensor
-    ntk: torch.Tensor
+    The kernels are computed in two passes. Pass 1 runs the spec on the self kernels
+    ``K(x_i, x_i)`` (batch ``(N,)``, ``record``) and keeps the diagonal variances each
+    elementwise layer needs, so they are computed once for all inputs. Pass 2 runs the spec on
+    each block of pairs ``K(x1_i, x2_j)`` (batch ``(n1, n2)``) and ``replay``s them, sliced to the
+    block's rows and columns."""
+
+    def __init__(self, first: list, second: list | None = None, rows=None, cols=None):
+        self.first, self.second = first, first if second is None else second
+        self.rows, self.cols = rows, cols
+        self.position = 0
+
+    def record(self, variance: torch.Tensor) -> None:
+        self.first.append(variance)
+
+    def replay(self) -> tuple[torch.Tensor, torch.Tensor]:
+        i = self.position
+        self.position += 1
+        return self.first[i][self.rows], self.second[i][self.cols]
 
 
 @dataclasses.dataclass
 class _State:
-    """Kernels of x1 with itself (pairs (i, i): batch ``(N1,)``), of x2 with itself, and the
-    cross kernel (batch ``(N1, N2)``); ``spatial`` is the current spatial shape, ``channels``
-    the current number of channels of the finite network (used by the standard
+    """NNGP and NTK of a set of input pairs, shape ``(*batch, *spatial, *spatial)``.
+
+    ``pairs``: a block of cross pairs (batch ``(n1, n2)``) or self pairs (batch ``(n,)``).
+    ``ntk is None`` means the NTK is identically zero (before the first affine layer), or not
+    wanted (``track_ntk`` False). The tensors belong to the state: layers update them in place.
+    ``channels`` is the current number of channels of the finite network (used by the standard
     parameterisation)."""
 
-    first: _Block
-    second: _Block
-    cross: _Block
+    nngp: torch.Tensor
+    ntk: torch.Tensor | None
     spatial: tuple[int, ...]
     channels: int
+    pairs: bool
+    tape: _Tape
+    track_ntk: bool = True
+
+    def replace(self, **changes) -> _State:
+        return dataclasses.replace(self, **changes)
+
+    def copy(self) -> _State:
+        return self.replace(nngp=self.nngp.clone(), ntk=None if self.ntk is None else self.ntk.clone())
 
 
-def _variance(block: _Block, spatial: tuple[int, ...]) -> torch.Tensor:
-    """Diagonal ``Sigma(x, x)[s, s]`` of a self block: ``(N, *spatial)``."""
-    size = math.prod(spatial)
-    flat = block.nngp.reshape(block.nngp.shape[0], size, size)
-    return torch.diagonal(flat, dim1=1, dim2=2).reshape(block.nngp.shape[0], *spatial)
-
-
-def _map_blocks(state: _State, transform: Callable, spatial=None, channels=None) -> _State:
-    """Apply ``transform(block, var_left, var_right) -> block`` to the three blocks; the
-    variances broadcast against ``(*batch, *spatial, *spatial)``."""
+def _variances(state: _State) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(var_left, var_right)``: ``Sigma(x, x)[s, s]`` and ``Sigma(x', x')[s', s']`` shaped to
+    broadcast against ``state.nngp``; computed from the self block (pass 1, recorded) or replayed
+    from the tape (pass 2)."""
     d = len(state.spatial)
-    var1 = _variance(state.first, state.spatial)
-    var2 = var1 if state.second is state.first else _variance(state.second, state.spatial)
     ones = (1,) * d
-
-    def left(var, cross):
-        shape = (var.shape[0],) + ((1,) if cross else ()) + tuple(state.spatial) + ones
-        return var.reshape(shape)
-
-    def right(var, cross):
-        shape = ((1,) if cross else ()) + (var.shape[0],) + ones + tuple(state.spatial)
-        return var.reshape(shape)
-
-    first = transform(state.first, left(var1, False), right(var1, False))
-    second = first if state.second is state.first else transform(
-        state.second, left(var2, False), right(var2, False))
-    cross = transform(state.cross, left(var1, True), right(var2, True))
-    return _State(first, second, cross,
-                  state.spatial if spatial is None else tuple(spatial),
-                  state.channels if channels is None else channels)
+    if state.pairs:
+        var1, var2 = state.tape.replay()
+        if state.tape.rows == state.tape.cols and state.tape.second is state.tape.first:
+            # a block on the diagonal of K(x, x): its pairs (i, i) take the recorded variances
+            # exactly, so rho = 1 there (the self and cross recursions round differently, and
+            # the arc-cosine step amplifies a difference delta near rho = 1 to sqrt(delta))
+            n, size = var1.shape[0], math.prod(state.spatial)
+            same = torch.diagonal(state.nngp.view(n, n, size, size), dim1=0, dim2=1)
+            torch.diagonal(same, dim1=0, dim2=1).copy_(var1.reshape(n, size))
+        return (var1.reshape(var1.shape[0], 1, *state.spatial, *ones),
+                var2.reshape(1, var2.shape[0], *ones, *state.spatial))
+    size = math.prod(state.spatial)
+    n = state.nngp.shape[0]
+    flat = state.nngp.reshape(n, size, size)
+    var = torch.diagonal(flat, dim1=1, dim2=2).reshape(n, *state.spatial).clone()
+    state.tape.record(var)
+    return var.reshape(n, *state.spatial, *ones), var.reshape(n, *ones, *state.spatial)
 
 
 def _spatial_op(state: _State, op: Callable, spatial, channels=None) -> _State:
-    """A linear operation ``op(tensor) -> tensor`` applied to NNGP and NTK of every block."""
-    return _map_blocks(state, lambda b, _l, _r: _Block(op(b.nngp), op(b.ntk)), spatial, channels)
+    """A linear operation ``op(tensor) -> tensor`` applied to the NNGP and the NTK."""
+    return state.replace(nngp=op(state.nngp), ntk=None if state.ntk is None else op(state.ntk),
+                         spatial=tuple(spatial), channels=state.channels if channels is None else channels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,6 +198,32 @@ class _DenseModule(_AffineModule):
         return self._add_bias(self.scale * z)
 
 
+def _affine_update(state, layer, base, base_ntk, fan_in, scale, spatial, channels):
+    """Kernels after an affine layer (dense or convolution), in place on ``base``/``base_ntk``
+    (the sums over the layer's taps of the input NNGP/NTK, owned by the caller):
+    ``Sigma' = W_std^2 scale base + b_std^2``; NTK ``Theta' = W_std^2 scale base_ntk + Sigma'``
+    (ntk parameterisation) or ``fan_in scale base + W_std^2 scale base_ntk + [bias] 1``
+    (standard)."""
+    w2, b2 = layer.W_std**2 * scale, (layer.b_std or 0.0) ** 2
+    ntk = None
+    if state.track_ntk and layer.parameterization == "standard":
+        ntk = base.mul(fan_in * scale)
+        if base_ntk is not None:
+            ntk.add_(base_ntk, alpha=w2)
+        if layer.b_std is not None:
+            ntk.add_(1.0)
+    if w2 != 1.0:
+        base.mul_(w2)
+    if b2 != 0.0:
+        base.add_(b2)
+    if state.track_ntk and layer.parameterization == "ntk":
+        if base_ntk is None:
+            ntk = base.clone()
+        else:
+            ntk = base_ntk.mul_(w2).add_(base) if w2 != 1.0 else base_ntk.add_(base)
+    return state.replace(nngp=base, ntk=ntk, spatial=tuple(spatial), channels=channels)
+
+
 @dataclasses.dataclass(frozen=True)
 class Dense(Layer):
     """Fully connected layer with ``out_dim`` outputs (acts on channels of spatial inputs).
@@ -201,18 +247,8 @@ class Dense(Layer):
         _check_parameterization(self.parameterization)
 
     def kernel(self, state):
-        w2, b2 = self.W_std**2, (self.b_std or 0.0) ** 2
-        fan_in = state.channels
-
-        def transform(block, _left, _right):
-            nngp = w2 * block.nngp + b2
-            if self.parameterization == "ntk":
-                ntk = w2 * block.ntk + nngp
-            else:
-                ntk = fan_in * block.nngp + w2 * block.ntk + (0.0 if self.b_std is None else 1.0)
-            return _Block(nngp, ntk)
-
-        return _map_blocks(state, transform, channels=self.out_dim)
+        return _affine_update(state, self, state.nngp, None if state.ntk is None else state.ntk,
+                              state.channels, 1.0, state.spatial, self.out_dim)
 
     def build(self, in_shape, generator, dtype, device):
         fan_in = in_shape[0]
@@ -261,11 +297,45 @@ def _out_length(padding, length, window, stride):
     return -(-length // stride)
 
 
-def _diagonal_average(x: torch.Tensor, axis1: int, axis2: int, window: int, stride: int,
-                      padding: str) -> torch.Tensor:
-    """``out[t, t'] = (1/window) sum_a x_pad[t stride + a, t' stride + a]`` on two axes: the
-    covariance of a convolution with i.i.d. filter taps (Arora et al. 2019)."""
+def _shift_segments(length: int, offset: int, circular: bool):
+    """``(out_start, in_start, size)`` runs with ``out[t] <- in[t + offset]`` for ``0 <= t < length``
+    (zero outside for 'SAME'; wrapped for 'CIRCULAR')."""
+    runs = []
+    lo, hi = max(0, -offset), min(length, length - offset)
+    if hi > lo:
+        runs.append((lo, lo + offset, hi - lo))
+    if circular and offset > 0:
+        runs.append((length - offset, 0, offset))
+    elif circular and offset < 0:
+        runs.append((0, length + offset, -offset))
+    return runs
+
+
+def _diagonal_sum(x: torch.Tensor, axis1: int, axis2: int, window: int, stride: int,
+                  padding: str) -> torch.Tensor:
+    """``out[t, t'] = sum_a x_pad[t stride + a, t' stride + a]`` on two axes: ``window`` times the
+    covariance of a convolution with i.i.d. filter taps (Arora et al. 2019). Stride 1 is done
+    with one copy and in-place shifted adds (no padded copy); other strides pad."""
     length = x.shape[axis1]
+    if stride == 1 and window <= length:
+        if padding == "VALID":
+            size = length - window + 1
+            out = x.narrow(axis1, 0, size).narrow(axis2, 0, size).clone()
+            for a in range(1, window):
+                out.add_(x.narrow(axis1, a, size).narrow(axis2, a, size))
+            return out
+        low, _ = _same_padding(length, window, 1)
+        out = x.clone()
+        for a in range(window):
+            offset = a - low
+            if offset == 0:
+                continue
+            runs = _shift_segments(length, offset, padding == "CIRCULAR")
+            for o1, i1, n1 in runs:
+                for o2, i2, n2 in runs:
+                    out.narrow(axis1, o1, n1).narrow(axis2, o2, n2).add_(
+                        x.narrow(axis1, i1, n1).narrow(axis2, i2, n2))
+        return out
     low, high = _padding_amounts(padding, length, window, stride)
     circular = padding == "CIRCULAR"
     x = _pad_axis(_pad_axis(x, axis1, low, high, circular), axis2, low, high, circular)
@@ -277,8 +347,8 @@ def _diagonal_average(x: torch.Tensor, axis1: int, axis2: int, window: int, stri
         if stride > 1:
             index = torch.arange(0, span, stride, device=x.device)
             piece = piece.index_select(axis1, index).index_select(axis2, index)
-        total = piece if total is None else total + piece
-    return total / window
+        total = piece.clone() if total is None else total.add_(piece)
+    return total
 
 
 def _window_average(x: torch.Tensor, axis: int, window: int, stride: int, padding: str):
@@ -350,26 +420,19 @@ class Conv(Layer):
     def kernel(self, state):
         d = len(state.spatial)
         filters, strides = self._shapes(d)
-        w2, b2 = self.W_std**2, (self.b_std or 0.0) ** 2
         fan_in = state.channels * math.prod(filters)
 
         def convolve(t):
             for i in range(d):
-                t = _diagonal_average(t, t.dim() - 2 * d + i, t.dim() - d + i, filters[i],
-                                      strides[i], self.padding)
+                t = _diagonal_sum(t, t.dim() - 2 * d + i, t.dim() - d + i, filters[i], strides[i],
+                                  self.padding)
             return t
 
-        def transform(block, _left, _right):
-            base = convolve(block.nngp)
-            nngp = w2 * base + b2
-            if self.parameterization == "ntk":
-                ntk = w2 * convolve(block.ntk) + nngp
-            else:
-                ntk = fan_in * base + w2 * convolve(block.ntk) + (0.0 if self.b_std is None else 1.0)
-            return _Block(nngp, ntk)
-
         spatial = [_out_length(self.padding, n, f, s) for n, f, s in zip(state.spatial, filters, strides)]
-        return _map_blocks(state, transform, spatial=spatial, channels=self.out_chan)
+        base = convolve(state.nngp)
+        base_ntk = None if state.ntk is None or not state.track_ntk else convolve(state.ntk)
+        return _affine_update(state, self, base, base_ntk, fan_in, 1.0 / math.prod(filters), spatial,
+                              self.out_chan)
 
     def build(self, in_shape, generator, dtype, device):
         channels, spatial = in_shape[0], in_shape[1:]
@@ -433,12 +496,16 @@ class _Activation(Layer):
     def expectations(self, c, q1, q2):  # pragma: no cover - interface
         raise NotImplementedError
 
-    def kernel(self, state):
-        def transform(block, q1, q2):
-            value, derivative = self.expectations(block.nngp, q1, q2)
-            return _Block(value, derivative * block.ntk)
+    def update(self, nngp, ntk, q1, q2):
+        """``(Sigma', Theta')`` from the input NNGP ``nngp`` (may be overwritten), NTK ``ntk``
+        (``None``: zero or not wanted; may be overwritten) and the broadcastable variances."""
+        value, derivative = self.expectations(nngp, q1, q2)
+        return value, None if ntk is None else ntk.mul_(derivative)
 
-        return _map_blocks(state, transform)
+    def kernel(self, state):
+        q1, q2 = _variances(state)
+        nngp, ntk = self.update(state.nngp, state.ntk, q1, q2)
+        return state.replace(nngp=nngp, ntk=ntk)
 
     def build(self, in_shape, generator, dtype, device):
         return _ActivationModule(self.function), tuple(in_shape)
@@ -453,6 +520,20 @@ class Relu(_Activation):
 
     def expectations(self, c, q1, q2):
         return relu_expectations(c, q1, q2)
+
+    def update(self, nngp, ntk, q1, q2):
+        # the arc-cosine step fused in place, three block-sized temporaries: norm = sqrt(q1 q2),
+        # rho = Sigma / norm, D = (pi - theta) / (2 pi): Theta' = D Theta,
+        # Sigma' = D Sigma + norm sqrt(1 - rho^2) / (2 pi)   (rho = 1 exactly where q1 = q2 = Sigma)
+        norm = torch.mul(q1, q2).sqrt_().clamp_min_(torch.finfo(nngp.dtype).tiny)
+        rho = torch.div(nngp, norm).clamp_(-1.0, 1.0)
+        sine = torch.addcmul(rho.new_ones(()), rho, rho, value=-1.0).clamp_min_(0.0).sqrt_().mul_(norm)
+        del norm
+        derivative = rho.arccos_().mul_(-1.0 / (2 * math.pi)).add_(0.5)
+        if ntk is not None:
+            ntk.mul_(derivative)
+        nngp.mul_(derivative).add_(sine, alpha=1.0 / (2 * math.pi))
+        return nngp, ntk
 
     def to_stax(self, stax):
         return stax.Relu()
@@ -725,7 +806,8 @@ class FanOut(Layer):
             raise ValueError(f"FanOut: copies must be a positive int, got {self.copies!r}")
 
     def kernel(self, state):
-        return (state,) * self.copies
+        # each branch updates its kernels in place, so all but the first get a copy
+        return (state,) + tuple(state.copy() for _ in range(self.copies - 1))
 
     def build(self, in_shape, generator, dtype, device):
         return _FanOutModule(self.copies), (tuple(in_shape),) * self.copies
@@ -786,15 +868,12 @@ class FanInSum(Layer):
             raise ValueError("FanInSum needs branches (FanOut, Parallel) before it")
         if len({s.spatial for s in state}) != 1 or len({s.channels for s in state}) != 1:
             raise ValueError("FanInSum: branches have different shapes")
-
-        def total(get):
-            return sum((get(s) for s in state[1:]), get(state[0]))
-
-        first = _Block(total(lambda s: s.first.nngp), total(lambda s: s.first.ntk))
-        same = all(s.second is s.first for s in state)
-        second = first if same else _Block(total(lambda s: s.second.nngp), total(lambda s: s.second.ntk))
-        cross = _Block(total(lambda s: s.cross.nngp), total(lambda s: s.cross.ntk))
-        return _State(first, second, cross, state[0].spatial, state[0].channels)
+        nngp, ntk = state[0].nngp, state[0].ntk
+        for branch in state[1:]:
+            nngp = nngp.add_(branch.nngp)
+            if branch.ntk is not None:
+                ntk = branch.ntk if ntk is None else ntk.add_(branch.ntk)
+        return state[0].replace(nngp=nngp, ntk=ntk)
 
     def build(self, in_shape, generator, dtype, device):
         if len(set(in_shape)) != 1:
@@ -858,55 +937,104 @@ def _as_spec(spec) -> Layer:
 
 
 def _check_inputs(x, name):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() not in (2, 3, 4):
-        raise ValueError(f"{name} must have shape (N, d), (N, C, L) or (N, C, H, W), got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got {x.dtype}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains non-finite values")
+    check_tensor(x, name, dim=(2, 3, 4))
 
 
-def _input_block(xa, xb, cross):
+def _input_state(xa, xb, tape, track_ntk):
+    """The input kernel ``K_0 = sum_c x_c(s) x'_c(s') / C``: self pairs if ``xb is None``."""
     channels = xa.shape[1]
-    a = xa.reshape(xa.shape[0], channels, -1)
-    b = xb.reshape(xb.shape[0], channels, -1)
     spatial = tuple(xa.shape[2:])
-    if cross:
-        k = torch.einsum("ncs,mct->nmst", a, b) / channels
-        k = k.reshape(xa.shape[0], xb.shape[0], *spatial, *spatial)
+    size = math.prod(spatial)
+    a = xa.reshape(xa.shape[0], channels, size)
+    if xb is None:
+        k = torch.einsum("ncs,nct->nst", a, a).reshape(xa.shape[0], *spatial, *spatial)
+    elif size == 1:
+        k = a[:, :, 0] @ xb.reshape(xb.shape[0], channels).T
     else:
-        k = torch.einsum("ncs,nct->nst", a, a) / channels
-        k = k.reshape(xa.shape[0], *spatial, *spatial)
-    return _Block(k, torch.zeros_like(k))
+        b = xb.reshape(xb.shape[0], channels, size)
+        k = torch.einsum("ncs,mct->nmst", a, b).reshape(xa.shape[0], xb.shape[0], *spatial, *spatial)
+    k.mul_(1.0 / channels)
+    return _State(k, None, spatial, channels, xb is not None, tape, track_ntk)
 
 
-def _kernels_of_block(spec, xa, xb):
-    first = _input_block(xa, xa, False)
-    second = first if xb is None else _input_block(xb, xb, False)
-    cross = _input_block(xa, xa if xb is None else xb, True)
-    state = _State(first, second, cross, tuple(xa.shape[2:]), xa.shape[1])
+def _run(spec, state):
     out = spec.kernel(state)
     if isinstance(out, tuple):
         raise ValueError("the spec ends with several branches; close them with FanInSum")
-    return out.cross.nngp, out.cross.ntk
+    return out
+
+
+def _record_variances(spec, x, rows, track_ntk):
+    """Pass 1: the variances of every elementwise layer for all inputs, ``rows`` at a time."""
+    records = None
+    for i in range(0, x.shape[0], rows):
+        tape = _Tape([])
+        _run(spec, _input_state(x[i:i + rows], None, tape, track_ntk))
+        records = tape.first if records is None else [
+            torch.cat([old, new]) for old, new in zip(records, tape.first)]
+    return records
+
+
+def _extra_copies(spec) -> int:
+    """How many block-sized tensors beyond (NNGP, NTK, one temporary, one layer output) a spec
+    holds at once: the copies made by ``FanOut`` and the quadrature nodes of ``Elementwise``."""
+    if isinstance(spec, (Serial, Parallel)):
+        inner = [_extra_copies(layer) for layer in spec.layers]
+        fanouts = sum(2 * (layer.copies - 1) for layer in spec.layers if isinstance(layer, FanOut))
+        return fanouts + max(inner, default=0)
+    if isinstance(spec, Elementwise):
+        return 4 * spec.degree
+    return 0
+
+
+def _map_blocks(work, blocks, device):
+    """``work(block)`` for every block. On the CPU the blocks are spread over
+    ``torch.get_num_threads()`` threads, each running its elementwise passes single-threaded
+    (block-sized operations are too small for intra-op threads: their barriers cost more than
+    the work, badly so on a loaded machine); the setting is restored on return."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or len(blocks) < 2:
+        for item in blocks:
+            work(item)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(min(threads, len(blocks))) as pool:
+            for _ in pool.map(work, blocks):
+                pass
+    finally:
+        torch.set_num_threads(threads)
+
+
+_SPEED_BLOCK_ENTRIES = 1 << 18  # entries of a block of pairs that keeps the elementwise passes in cache
 
 
 def analytic_kernels(spec, x1: torch.Tensor, x2: torch.Tensor | None = None,
-                     batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     batch_size: int | None = None, *, get: str = "both",
+                     max_memory: float | None = None):
     """Infinite-width ``(nngp, ntk)`` of the network described by ``spec`` between ``x1`` and ``x2``.
 
     Args:
         spec: a ``Layer`` (e.g. ``Serial(Dense(512), Relu(), Dense(1))``) or a list of layers.
         x1: ``(N1, d)`` or ``(N1, C, *spatial)``; x2: the same with ``N2`` rows (default ``x1``).
         batch_size: compute the ``(N1, N2)`` result in blocks of at most ``batch_size`` x
-            ``batch_size`` input pairs, bounding the memory (for convolutional specs a block
-            holds ``batch_size^2 prod(spatial)^2`` entries per kernel).
+            ``batch_size`` input pairs (default: chosen from ``max_memory`` and the cache).
+        get: ``"both"`` returns ``(nngp, ntk)``; ``"nngp"`` or ``"ntk"`` returns that kernel only
+            (``"nngp"`` skips the NTK recursion).
+        max_memory: bound in bytes on the memory the call allocates, returned kernels included;
+            the blocks of pairs are sized to fit (a ``ValueError`` names the minimum if it is too
+            small). A block holds ``~(4 + copies) batch^2 prod(spatial)^2`` entries.
 
-    Returns ``(nngp, ntk)``, each ``(N1, N2)`` (followed by ``(*spatial, *spatial)`` if the spec
-    ends on a spatial layer), in the dtype and on the device of ``x1``: the kernel of one output
-    (the output kernel is this times the identity).
+    The self kernels ``K(x, x)`` (the variances the activations need) are computed once per
+    input (pass 1); the cross kernel block by block (pass 2), only the blocks on and above the
+    diagonal when ``x2 is None`` (the kernel is symmetric), with the arc-cosine steps fused in
+    place.
+
+    Returns ``(nngp, ntk)`` (or one of them, see ``get``), each ``(N1, N2)`` (followed by
+    ``(*spatial, *spatial)`` if the spec ends on a spatial layer), in the dtype and on the device
+    of ``x1``: the kernel of one output (the output kernel is this times the identity).
     """
     spec = _as_spec(spec)
     _check_inputs(x1, "x1")
@@ -916,23 +1044,54 @@ def analytic_kernels(spec, x1: torch.Tensor, x2: torch.Tensor | None = None,
             raise ValueError(f"x2 must match x1 in per-sample shape, dtype and device: "
                              f"{tuple(x2.shape)} {x2.dtype} {x2.device} vs {tuple(x1.shape)} "
                              f"{x1.dtype} {x1.device}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    check_choice(get, "get", ("both", "nngp", "ntk"))
+    if max_memory is not None:
+        max_memory = check_positive(max_memory, "max_memory")
+    track_ntk = get != "nngp"
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
-    if batch_size is None or (n1 <= batch_size and n2 <= batch_size):
-        return _kernels_of_block(spec, x1, x2)
+    entries = math.prod(x1.shape[2:]) ** 2  # per pair; no layer enlarges the spatial shape
+    itemsize = x1.element_size()
+    per_pair = itemsize * entries * (4 + _extra_copies(spec))
+    block = max(1, math.isqrt(_SPEED_BLOCK_ENTRIES // entries)) if batch_size is None else batch_size
+    if max_memory is not None:
+        kept = (2 if get == "both" else 1) * n1 * n2 * itemsize * entries  # upper bound on the output
+        room = max_memory - kept - 2 * (n1 + n2) * itemsize * math.isqrt(entries) * 16
+        if room < per_pair:
+            raise ValueError(f"max_memory={max_memory:g} bytes is too small for these inputs: the "
+                             f"kernels alone need about {kept + per_pair:.3g} bytes")
+        block = min(block, max(1, math.isqrt(int(room // per_pair))))
+    records1 = _record_variances(spec, x1, block * block, track_ntk)
+    records2 = records1 if x2 is None else _record_variances(spec, x2, block * block, track_ntk)
     other = x1 if x2 is None else x2
-    rows_nngp, rows_ntk = [], []
-    for i in range(0, n1, batch_size):
-        nngp_parts, ntk_parts = [], []
-        for j in range(0, n2, batch_size):
-            nngp, ntk = _kernels_of_block(spec, x1[i:i + batch_size], other[j:j + batch_size])
-            nngp_parts.append(nngp)
-            ntk_parts.append(ntk)
-        rows_nngp.append(torch.cat(nngp_parts, 1))
-        rows_ntk.append(torch.cat(ntk_parts, 1))
-    return torch.cat(rows_nngp, 0), torch.cat(rows_ntk, 0)
+
+    def compute(rows, cols):
+        out = _run(spec, _input_state(x1[rows], other[cols], _Tape(records1, records2, rows, cols),
+                                      track_ntk))
+        ntk = out.ntk if out.ntk is not None or not track_ntk else torch.zeros_like(out.nngp)
+        return {"both": (out.nngp, ntk), "nngp": (out.nngp,), "ntk": (ntk,)}[get]
+
+    if n1 <= block and n2 <= block:
+        result = compute(slice(0, n1), slice(0, n2))
+    else:
+        symmetric = x2 is None
+        blocks = [(slice(i, min(i + block, n1)), slice(j, min(j + block, n2)))
+                  for i in range(0, n1, block) for j in range(i if symmetric else 0, n2, block)]
+        parts = compute(*blocks[0])
+        result = tuple(p.new_empty((n1, n2, *p.shape[2:])) for p in parts)
+
+        def store(rows, cols, parts):
+            for target, part in zip(result, parts):
+                target[rows, cols] = part
+                if symmetric and rows != cols:
+                    d = (part.dim() - 2) // 2
+                    target[cols, rows] = part.permute(1, 0, *range(2 + d, 2 + 2 * d), *range(2, 2 + d))
+
+        store(*blocks[0], parts)
+        _map_blocks(lambda rows_cols: store(*rows_cols, compute(*rows_cols)), blocks[1:], x1.device)
+    return result if get == "both" else result[0]
 
 
 def build_network(spec, input_shape: Sequence[int], seed: int | torch.Generator = 0,
