@@ -140,8 +140,12 @@ def test_bvp_validates_inputs():
     x = torch.zeros(2, 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="time_marching"):
         solve_pontryagin_bvp(problem, x, 1.0, time_marching=(0.5, 0.25, 1.0))
-    with pytest.raises(ValueError, match="positive"):
-        solve_pontryagin_bvp(problem, x, 0.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        solve_pontryagin_bvp(problem, x, -1.0)
+    with pytest.raises(ValueError, match="finite"):
+        solve_pontryagin_bvp(problem, x, 1.0, segments=2, initial_guess=torch.full((3, 2, 6), float("nan")))
+    with pytest.raises(ValueError, match="non_finite"):
+        solve_pontryagin_bvp(problem, x, 1.0, non_finite="ignore")
     with pytest.raises(ValueError, match="initial_guess"):
         solve_pontryagin_bvp(problem, x, 1.0, segments=2, initial_guess=torch.zeros(2, 2, 6))
     with pytest.raises(ValueError, match="horizon"):
@@ -151,3 +155,53 @@ def test_bvp_validates_inputs():
             torch.zeros(2, 6, dtype=torch.float64),
             horizon=-1.0,
         )
+
+
+def _stiff(horizon=3.0):
+    """A control-affine linear problem with a decay rate of -150 (its own LQR linearisation)."""
+    A = torch.tensor([[-150.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    return ControlAffineProblem(
+        lambda x: x @ A.T,
+        torch.ones(2, 1, dtype=torch.float64),
+        lambda x: 0.5 * (x * x).sum(-1),
+        torch.eye(1, dtype=torch.float64),
+        lambda x: 0.5 * (x * x).sum(-1),
+        dim=2,
+        control_dim=1,
+        horizon=horizon,
+    )
+
+
+def test_stiff_problem_converges_to_riccati_with_default_settings_by_segment_refinement():
+    """Without refinement the default RK4 shooting (8 segments of 4 steps, h = 0.09, h*150 = 14)
+    converges to a wrong discrete solution (values off by 100x) or not at all; refinement doubles
+    the segments until the flow is resolved. ``t = 0`` rows are answered by the terminal cost."""
+    control = _stiff()
+    lqr = control.lqr_problem()
+    x = 2 * torch.rand(4, 2, generator=make_generator(3), dtype=torch.float64) - 1
+    t = torch.tensor([0.0, 3.0, 1.0, 3.0], dtype=torch.float64)
+    coarse = solve_pontryagin_bvp(control.hj_problem(), x, t, max_refinements=0, non_finite="mark")
+    assert not bool((coarse.converged & ((coarse.value - lqr.exact_value(x, t)).abs() < 1e-3))[1:].all())
+    solution = solve_pontryagin_bvp(control.hj_problem(), x, t)
+    assert bool(solution.converged.all()) and int(solution.segments.max()) > 8
+    torch.testing.assert_close(solution.gradient, lqr.exact_gradient(x, t), rtol=0, atol=1e-9)
+    torch.testing.assert_close(solution.value, lqr.exact_value(x, t), rtol=0, atol=1e-4)
+    assert solution.value[0] == control.terminal_cost(x[:1])[0] and int(solution.segments[0]) == 8
+
+
+def test_non_finite_shooting_is_a_named_error():
+    """``H = |p|^2/2 - sum exp(50 x)`` from ``x = 20``: ``p' = 50 exp(50 x)`` overflows."""
+    from dlpde.hjb import Hamiltonian, HJProblem
+    from dlpde.shared import NonFiniteResultError
+
+    hamiltonian = Hamiltonian.from_function(
+        lambda x, p: 0.5 * (p * p).sum(-1) - torch.exp(50 * x).sum(-1), convex=True
+    )
+    problem = HJProblem(hamiltonian, lambda x: 0.5 * (x * x).sum(-1), dim=1)
+    x = torch.full((2, 1), 20.0, dtype=torch.float64)
+    with pytest.raises(NonFiniteResultError, match="non-finite"):
+        solve_pontryagin_bvp(problem, x, 1.0, segments=1, steps_per_segment=1, max_refinements=1)
+    marked = solve_pontryagin_bvp(
+        problem, x, 1.0, segments=1, steps_per_segment=1, max_refinements=1, non_finite="mark"
+    )
+    assert not bool(marked.converged.any()) and bool(torch.isinf(marked.residual).all())

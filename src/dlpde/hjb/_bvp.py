@@ -31,6 +31,15 @@ import torch
 from torch import func as tfunc
 
 from dlpde.shared.autodiff import gradient
+from dlpde.shared.checks import (
+    NonFiniteResultError,
+    check_choice,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_real,
+    check_tensor,
+)
 from dlpde.shared.ode import integrate
 from dlpde.shared.random import make_generator
 
@@ -48,7 +57,9 @@ class PontryaginSolution:
     ``value`` ``(B,)`` = ``u(x, t)``; ``gradient`` ``(B, d)`` = ``p(t)``; ``times`` ``(M+1, B)``
     = ``s_m``; ``states``, ``costates`` ``(M+1, B, d)``; ``values`` ``(M+1, B)`` = ``z(s_m)`` =
     ``u(x_m, s_m)``; ``converged`` ``(B,)``; ``residual`` ``(B,)`` (max-norm of the equations);
-    ``iterations``: Newton iterations of the last stage.
+    ``iterations``: Newton iterations of the last stage; ``segments`` ``(B,)``: the shooting
+    segments each row needed (``M`` times a power of 2 after refinement; the nodes reported are
+    those at the ``M + 1`` original node times).
     """
 
     value: torch.Tensor
@@ -60,6 +71,7 @@ class PontryaginSolution:
     converged: torch.Tensor
     residual: torch.Tensor
     iterations: int
+    segments: torch.Tensor | None = None
 
 
 class _Shooting:
@@ -155,7 +167,8 @@ def _newton(shooting: _Shooting, nodes, target, horizon, max_iterations, toleran
         iterations += 1
         current = nodes[:, active]
         residual, jacobian = shooting.residual(current, target[active], horizon[active], with_jacobian=True)
-        still = torch.linalg.vector_norm(residual, ord=float("inf"), dim=-1) > tolerance
+        still = ~(torch.linalg.vector_norm(residual, ord=float("inf"), dim=-1) <= tolerance)  # NaN: not done
+        still &= torch.isfinite(residual).all(-1)  # a non-finite shooting is left to the refinement
         if not bool(still.any()):
             break
         active, current, residual, jacobian = (
@@ -207,6 +220,82 @@ def _extend(nodes, old_horizon, new_horizon):
     return (1 - weight) * nodes[lower, columns] + weight * nodes[lower + 1, columns]
 
 
+def _path_values(problem, nodes, horizon, method, steps):
+    """``z(s_m) = g(x_0) + int_0^{s_m} (p . H_p - H) ds`` at the nodes ``(M+1, B, 2d)``."""
+    m1, b, n2 = nodes.shape
+    d, segments = n2 // 2, m1 - 1
+    with torch.no_grad():
+        start = torch.cat(
+            [
+                nodes[:-1].reshape(-1, n2),
+                torch.zeros(segments * b, 1, dtype=nodes.dtype, device=nodes.device),
+            ],
+            -1,
+        )
+        field = characteristic_field(problem.hamiltonian, d, scale=horizon.repeat(segments))
+        end = integrate(field, start, 0.0, 1.0 / segments, method=method, steps=steps)
+        increments = end[:, -1].reshape(segments, b)  # steps: 4x the shooting's (cheap, no Jacobian)
+        foot = problem.initial(nodes[0, :, :d]).unsqueeze(0)
+        return torch.cat([foot, foot + increments.cumsum(0)])
+
+
+def _solve_refined(problem, nodes, x, horizon, options):
+    """Newton on every row, then segment refinement: rows whose shooting is non-finite, did not
+    converge, or whose flow moves by more than ``refinement_tolerance * (1 + |nodes|)`` when the
+    integration steps are doubled are solved again on twice as many segments (the new nodes
+    halfway between the old ones), up to ``max_refinements`` times. Returns the nodes at the
+    ``M + 1`` original node times, the residuals, iterations, segments used per row and the path
+    values ``z`` at the nodes."""
+    segments, method = options["segments"], options["method"]
+    steps, jacobian_steps = options["steps_per_segment"], options["jacobian_steps"]
+    b = x.shape[0]
+    residual = torch.full((b,), float("inf"), dtype=x.dtype, device=x.device)
+    used = torch.full((b,), segments, dtype=torch.long, device=x.device)
+    values = torch.full((segments + 1, b), float("inf"), dtype=x.dtype, device=x.device)
+    nodes = nodes.clone()
+    rows = torch.arange(b, device=x.device)
+    level_nodes, level_segments, iterations = nodes, segments, 0
+    for refinement in range(options["max_refinements"] + 1):
+        shooting = _Shooting(problem, level_segments, steps, method, jacobian_steps)
+        solved, row_residual, iterations = _newton(
+            shooting, level_nodes, x[rows], horizon[rows], options["max_iterations"], options["tolerance"]
+        )
+        finite = torch.isfinite(solved).all(-1).all(0) & torch.isfinite(row_residual)
+        level_nodes = torch.where(finite[None, :, None], solved, level_nodes)
+        every = level_segments // segments
+        nodes[:, rows] = level_nodes[::every]
+        residual[rows] = torch.where(finite, row_residual, torch.full_like(row_residual, float("inf")))
+        used[rows] = level_segments
+        bad = ~finite | ~(row_residual <= options["tolerance"])
+        if bool((~bad).any()):
+            good = (~bad).nonzero().squeeze(-1)
+            if options["refinement_tolerance"] is not None:
+                fine = _Shooting(problem, level_segments, 2 * steps, method, jacobian_steps)
+                change, _ = fine.residual(level_nodes[:, good], x[rows[good]], horizon[rows[good]])
+                scale = 1 + level_nodes[:, good].abs().amax((0, 2))
+                inaccurate = ~(
+                    torch.linalg.vector_norm(change, ord=float("inf"), dim=-1)
+                    <= options["refinement_tolerance"] * scale
+                )
+                bad[good[inaccurate]] = True
+                good = good[~inaccurate]
+            if good.numel():
+                path = _path_values(problem, level_nodes[:, good], horizon[rows[good]], method, 4 * steps)
+                values[:, rows[good]] = path[::every]
+        if not bool(bad.any()) or refinement == options["max_refinements"]:
+            if bool(bad.any()):  # the last try of the rows that never passed
+                last = bad.nonzero().squeeze(-1)
+                path = _path_values(problem, level_nodes[:, last], horizon[rows[last]], method, 4 * steps)
+                values[:, rows[last]] = path[::every]
+            break
+        old = level_nodes[:, bad]
+        middle = 0.5 * (old[:-1] + old[1:])
+        level_nodes = torch.stack([old[:-1], middle], 1).reshape(-1, *old.shape[1:])
+        level_nodes = torch.cat([level_nodes, old[-1:]])
+        rows, level_segments = rows[bad], 2 * level_segments
+    return nodes, residual, iterations, used, values
+
+
 def solve_pontryagin_bvp(
     problem: HJProblem,
     x: torch.Tensor,
@@ -220,6 +309,9 @@ def solve_pontryagin_bvp(
     time_marching: Sequence[float] = (1.0,),
     max_iterations: int = 30,
     tolerance: float = 1e-9,
+    max_refinements: int = 4,
+    refinement_tolerance: float | None = 1e-6,
+    non_finite: str = "raise",
 ) -> PontryaginSolution:
     """Solve the Pontryagin boundary-value problems at the points ``(x_b, t_b)``.
 
@@ -237,26 +329,42 @@ def solve_pontryagin_bvp(
         time_marching: increasing fractions ending at 1: the horizons solved in turn.
         max_iterations, tolerance: Newton iterations per stage and the max-norm tolerance on the
             equations.
+        max_refinements, refinement_tolerance: segment refinement (per row, per stage): a row
+            whose shooting is non-finite, that did not converge, or whose converged flow moves
+            by more than ``refinement_tolerance * (1 + |nodes|)`` when the steps per segment are
+            doubled (an integrator too coarse for the problem's stiffness, which can converge to
+            a wrong discrete solution) is solved again on twice as many segments, up to
+            ``max_refinements`` times (``refinement_tolerance=None``: no accuracy check).
+        non_finite: ``"raise"`` (a ``NonFiniteResultError`` when a row's shooting is still
+            non-finite after the refinements) or ``"mark"`` (such rows get ``converged=False``
+            and an infinite ``residual``; their value is then ``inf``).
 
-    Returns a ``PontryaginSolution`` (computed in the dtype of ``x``; use float64).
+    Points with ``t = 0`` are answered by the terminal cost: ``u = g(x)``, ``grad u = grad g(x)``.
+
+    Returns a ``PontryaginSolution`` (computed in the dtype of ``x``; use float64); its
+    ``segments`` field holds the segments each row used in the last stage.
     """
     if not isinstance(problem, HJProblem):
         raise TypeError(f"problem must be an HJProblem, got {type(problem).__name__}")
+    x = check_tensor(x, "x", dim=2)
     _check_points(x, problem.dim)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x contains non-finite values")
     t = _times(t, x)
-    if not bool((t > 0).all()):
-        raise ValueError("t must be positive")
     for name, value in (
         ("segments", segments),
         ("steps_per_segment", steps_per_segment),
         ("max_iterations", max_iterations),
         ("jacobian_steps", steps_per_segment if jacobian_steps is None else jacobian_steps),
     ):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    fractions = [float(f) for f in time_marching]
+        check_positive_int(value, name)
+    method = check_choice(method, "method", ("euler", "heun", "rk4"))
+    tolerance = check_positive(tolerance, "tolerance")
+    max_refinements = check_int(max_refinements, "max_refinements", 0, 10)
+    if refinement_tolerance is not None:
+        refinement_tolerance = check_positive(refinement_tolerance, "refinement_tolerance")
+    non_finite = check_choice(non_finite, "non_finite", ("raise", "mark"))
+    if isinstance(time_marching, (str, bytes)) or not isinstance(time_marching, Sequence):
+        raise TypeError(f"time_marching must be a sequence of fractions, got {type(time_marching).__name__}")
+    fractions = [check_real(f, "time_marching fraction") for f in time_marching]
     if (
         not fractions
         or abs(fractions[-1] - 1.0) > 1e-12
@@ -268,34 +376,59 @@ def solve_pontryagin_bvp(
     b, d = x.shape
     x = x.detach()
     jacobian_steps = steps_per_segment if jacobian_steps is None else jacobian_steps
-    shooting = _Shooting(problem, segments, steps_per_segment, method, jacobian_steps)
+    initial = _differentiable(problem.initial)
     if initial_guess is None:
-        costate = gradient(shooting.initial, x, create_graph=False)
+        costate = gradient(initial, x, create_graph=False)
         nodes = torch.cat([x, costate], -1).unsqueeze(0).repeat(segments + 1, 1, 1)
     else:
-        nodes = torch.as_tensor(initial_guess).to(x)
+        nodes = check_tensor(torch.as_tensor(initial_guess), "initial_guess", dim=3).to(x)
         if nodes.shape != (segments + 1, b, 2 * d):
             raise ValueError(
                 f"initial_guess must have shape ({segments + 1}, {b}, {2 * d}), got {tuple(nodes.shape)}"
             )
-    previous = None
-    for fraction in fractions:
-        horizon = fraction * t
-        if previous is not None:
-            nodes = _extend(nodes, previous, horizon)
-        nodes, residual, iterations = _newton(shooting, nodes, x, horizon, max_iterations, tolerance)
-        previous = horizon
-    states, costates = nodes[..., :d], nodes[..., d:]
+    options = {
+        "segments": segments,
+        "method": method,
+        "steps_per_segment": steps_per_segment,
+        "jacobian_steps": jacobian_steps,
+        "max_iterations": max_iterations,
+        "tolerance": tolerance,
+        "max_refinements": max_refinements,
+        "refinement_tolerance": refinement_tolerance,
+    }
+    moving = t > 0  # t = 0: the terminal cost answers
+    residual = torch.zeros(b, dtype=x.dtype, device=x.device)
+    used = torch.full((b,), segments, dtype=torch.long, device=x.device)
+    iterations = 0
     with torch.no_grad():
-        start = torch.cat(
-            [nodes[:-1].reshape(-1, 2 * d), torch.zeros(segments * b, 1, dtype=x.dtype, device=x.device)], -1
+        values = problem.initial(x).unsqueeze(0).repeat(segments + 1, 1)
+    if not bool(moving.all()):
+        nodes = nodes.clone()
+        nodes[:, ~moving] = torch.cat([x[~moving], gradient(initial, x[~moving], create_graph=False)], -1)
+    if bool(moving.any()):
+        rows = moving.nonzero().squeeze(-1)
+        current, xs, ts = nodes[:, rows].clone(), x[rows], t[rows]
+        previous = None
+        for fraction in fractions:
+            horizon = fraction * ts
+            if previous is not None:
+                current = _extend(current, previous, horizon)
+            current, stage_residual, iterations, stage_segments, stage_values = _solve_refined(
+                problem, current, xs, horizon, options
+            )
+            previous = horizon
+        nodes = nodes.clone()
+        nodes[:, rows], residual[rows], used[rows] = current, stage_residual, stage_segments
+        values[:, rows] = stage_values
+    unfinished = ~torch.isfinite(residual)
+    if bool(unfinished.any()) and non_finite == "raise":
+        raise NonFiniteResultError(
+            f"the shooting of {int(unfinished.sum())} of {b} boundary-value problems stayed non-finite after "
+            f"{max_refinements} segment refinements (up to {int(used.max())} segments); use a better "
+            "initial_guess, more steps_per_segment, or non_finite='mark'"
         )
-        field = characteristic_field(problem.hamiltonian, d, scale=t.repeat(segments))
-        end = integrate(field, start, 0.0, 1.0 / segments, method=method, steps=steps_per_segment)
-        increments = end[:, -1].reshape(segments, b)
-        values = problem.initial(states[0]).unsqueeze(0) + torch.cat(
-            [torch.zeros(1, b, dtype=x.dtype, device=x.device), increments.cumsum(0)]
-        )
+    values[:, unfinished] = float("inf")
+    states, costates = nodes[..., :d], nodes[..., d:]
     times = torch.linspace(0, 1, segments + 1, dtype=x.dtype, device=x.device)[:, None] * t[None, :]
     converged = residual <= tolerance
     return PontryaginSolution(
@@ -308,6 +441,7 @@ def solve_pontryagin_bvp(
         converged=converged,
         residual=residual,
         iterations=iterations,
+        segments=used,
     )
 
 
@@ -327,7 +461,9 @@ def pontryagin_data_source(
     e.g. from LQR or a learned value function) and from ``n_starts`` guesses whose foot is a random
     point of the box (straight paths with ``p = grad g(foot)``), keeps the converged solution of
     least value (the viscosity solution selects the minimum where characteristics cross) and drops
-    points where no start converged.
+    points where no start converged. Segment refinement (``solve_pontryagin_bvp``'s
+    ``max_refinements``) applies to the first guess only; non-finite shootings are dropped
+    (``non_finite="mark"``).
     ``along_path=True`` returns the data at every node of the selected paths (optimal
     trajectories are optimal from each of their points), otherwise at ``(x, t)`` only.
     ``solver_options`` go to ``solve_pontryagin_bvp``. The numbers of points asked and kept are
@@ -350,8 +486,11 @@ def pontryagin_data_source(
             taus = torch.linspace(0, 1, segments + 1, dtype=x.dtype, device=x.device)[:, None, None]
             path = (1 - taus) * feet + taus * x
             guesses.append(torch.cat([path, costate.expand_as(path)], -1))
-        for guess in guesses:
-            solution = solve_pontryagin_bvp(problem, x, t, initial_guess=guess, **solver_options)
+        options = {"non_finite": "mark", **solver_options}
+        for k, guess in enumerate(guesses):
+            # segment refinement for the first guess only: a random start that fails is dropped
+            extra = {} if k == 0 else {"max_refinements": 0}
+            solution = solve_pontryagin_bvp(problem, x, t, initial_guess=guess, **{**options, **extra})
             value = torch.where(
                 solution.converged, solution.value, torch.full_like(solution.value, float("inf"))
             )

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import func as tfunc
 
+from dlpde.shared.checks import NonFiniteResultError, check_finite_result
 from dlpde.shared.ode import integrate
 
 from ._hamiltonians import Hamiltonian, _check_pair, _symmetric_psd
@@ -308,13 +309,25 @@ def lqr_warm_start(problem: ControlAffineProblem, segments: int, steps: int = 20
         def scaled_feedback(y, time):  # time runs over [0, horizon_b]; LQR time to go = horizon_b - time
             return problem.optimal_control(y, lqr.exact_gradient(y, (horizon - time).clamp_min(0)))
 
-        run = simulate_closed_loop(problem, scaled_feedback, x, horizon, steps=steps, saves=segments + 1)
+        run, count = None, steps
+        for _ in range(4):  # a closed loop too stiff for the steps blows up: refine
+            run = simulate_closed_loop(problem, scaled_feedback, x, horizon, steps=count, saves=segments + 1)
+            if bool(torch.isfinite(run["states"]).all()):
+                break
+            count *= 4
+        else:
+            raise NonFiniteResultError(
+                f"the LQR warm start is non-finite: its closed loop blew up even with {count // 4} steps "
+                "(the linearisation is too stiff for the integrator; raise steps)"
+            )
         states = run["states"].flip(0)  # node m: time to go s_m
         to_go = run["times"].flip(0)
         to_go = horizon[None, :] - to_go
         costates = torch.stack(
             [lqr.exact_gradient(states[m], to_go[m].clamp(0, lqr.horizon)) for m in range(segments + 1)]
         )
-        return torch.cat([states, costates], -1)
+        out = torch.cat([states, costates], -1)
+        check_finite_result(out, "LQR warm start", hint="the Riccati solution or the closed loop overflowed")
+        return out
 
     return guess
