@@ -33,7 +33,7 @@ def test_smoke_preset_runs(tmp_path, module, check):
     run, metrics = execute(module.STUDY, "smoke", device="cpu", out=tmp_path)
     check(metrics)
     report = (run.path / "report.md").read_text()
-    assert "## Figures" in report and (run.path / "metrics.json").exists()
+    assert "![" in report and ".png)" in report and (run.path / "metrics.json").exists()
     assert json.loads((run.path / "config.json").read_text())["device"] == "cpu"
 
 
