@@ -62,12 +62,12 @@ TENSORS = [
 ]
 INTS = [("-1", lambda: -1, True), ("0", lambda: 0, True), ("1", lambda: 1, True), ("2", lambda: 2, True),
         ("3", lambda: 3, True), ("True", lambda: True, True)]
-FLOATS = [("nan", lambda: math.nan, False), ("inf", lambda: math.inf, False), ("-inf", lambda: -math.inf, False),
+FLOATS = [("nan", lambda: math.nan, False), ("inf", lambda: math.inf, False), ("-inf", lambda: -math.inf, False),  # noqa: E501
           ("-1.0", lambda: -1.0, True), ("0.0", lambda: 0.0, True), ("0.5", lambda: 0.5, True),
           ("1.0", lambda: 1.0, True), ("1e6", lambda: 1e6, True), ("1e-12", lambda: 1e-12, True)]
 STRINGS = [("'bogus'", lambda: "bogus", True), ("''", lambda: "", True), ("'cpu'", lambda: "cpu", True),
            ("'auto'", lambda: "auto", True)]
-OTHERS = [("None", lambda: None, True), ("[1, 2]", lambda: [1, 2], True), ("object()", lambda: object(), True),
+OTHERS = [("None", lambda: None, True), ("[1, 2]", lambda: [1, 2], True), ("object()", lambda: object(), True),  # noqa: E501
           ("lambda x: x.sum(-1)", lambda: (lambda x, *a, **k: x.sum(-1)), True),
           ("lambda *a: nan", lambda: (lambda *a, **k: torch.full((1,), math.nan)), True)]
 POOL = TENSORS + INTS + FLOATS + STRINGS + OTHERS
@@ -115,7 +115,7 @@ def _nonfinite(value, depth=0) -> bool:
     if depth > 4:
         return False
     if isinstance(value, torch.Tensor):
-        return value.is_floating_point() and value.numel() > 0 and not bool(torch.isfinite(value.detach()).all())
+        return value.is_floating_point() and value.numel() > 0 and not bool(torch.isfinite(value.detach()).all())  # noqa: E501
     if isinstance(value, float):
         return not math.isfinite(value)
     if isinstance(value, (list, tuple)):

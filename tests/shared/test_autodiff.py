@@ -206,5 +206,5 @@ def test_forward_laplacian_registry_and_constant_functions():
     lap = laplacian(lambda y: torch.special.expm1(y).sum(-1), x, method="forward")
     torch.testing.assert_close(lap, torch.exp(x).sum(-1), rtol=1e-13, atol=1e-13)
     assert calls and isinstance(Jet, type)
-    lap, grad = laplacian(lambda y: torch.ones(y.shape[0], dtype=DT), x, method="forward", return_gradient=True)
+    lap, grad = laplacian(lambda y: torch.ones(y.shape[0], dtype=DT), x, method="forward", return_gradient=True)  # noqa: E501
     assert float(lap.abs().max()) == 0 and float(grad.abs().max()) == 0

@@ -51,7 +51,7 @@ def test_configs_reject_bad_values():
 
 
 @pytest.mark.parametrize("module", [trap, helium, sets], ids=["trap", "helium", "sets"])
-@pytest.mark.parametrize(("field", "value"), [("seed", -1), ("dtype", "float16"), ("steps", -4), ("steps", 2.5),
+@pytest.mark.parametrize(("field", "value"), [("seed", -1), ("dtype", "float16"), ("steps", -4), ("steps", 2.5),  # noqa: E501
                                               ("lr", float("nan")), ("device", 3)])
 def test_every_config_validates_its_fields(module, field, value):
     """Each field is checked with the shared vocabulary (a ValueError or TypeError naming it), and
