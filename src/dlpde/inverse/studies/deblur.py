@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 
 import torch
 
@@ -26,6 +27,10 @@ BLURS = ("gaussian", "motion")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {
+        "motion_angle": "any",  # degrees
+        "steps": (0,),  # 0: the unrolled network is evaluated untrained
+    }
     blurs: tuple[str, ...] = BLURS
     gaussian_sigma: float = 2.0
     motion_length: float = 9.0

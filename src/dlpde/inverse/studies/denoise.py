@@ -16,6 +16,7 @@ a longer budget than the study's own, on the same held-out images and noise.
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import torch
 
@@ -48,6 +49,11 @@ CLASSICAL = ("TV", "wavelet", "BM3D")
 class Config:
     sigmas: tuple[float, ...] = (15.0, 25.0, 50.0)
     test_images: tuple[str, ...] = ("camera", "astronaut")
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {
+        "test_size": (0,),  # 0: the whole test image, no crop
+        "greedy_steps": (0,), "joint_steps": (0,), "diffusion_steps": (0,),  # 0: that stage is skipped
+        "network_steps": (0,),
+    }
     test_size: int = 0
     methods: tuple[str, ...] = ("TRD", "TRD-diffusion", "DnCNN", "UNet", *SHIPPED, "TV", "wavelet", "BM3D")
     stages: int = 5

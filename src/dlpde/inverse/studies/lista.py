@@ -11,6 +11,7 @@ LISTA-CPSS from -19.8 to -46.2 dB at layer 16 (noiseless), ALISTA unchanged (-54
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import torch
 
@@ -27,6 +28,7 @@ NETWORKS = {"LISTA": LISTA, "LISTA_CP": LISTA_CP, "LISTA_CPSS": LISTA_CPSS, "ALI
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {"snr_db": "any"}  # decibels: 0 or negative are noisy regimes
     measurements: int = 250
     dimension: int = 500
     probability: float = 0.1

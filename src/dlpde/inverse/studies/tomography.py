@@ -7,6 +7,7 @@ ellipses with fresh noise each step.
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import torch
 
@@ -22,6 +23,10 @@ from ._common import best_weight_tv, check_fields, markdown_table, scores
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {
+        "noise": (0,),  # noiseless sinograms
+        "steps": (0,),  # 0: the learned primal-dual network is evaluated untrained
+    }
     size: int = 128
     angles: int = 30
     noise: float = 0.01

@@ -12,6 +12,7 @@ pair factor), Vandermonde (no same-spin pairs: a pure Jastrow-times-envelope ans
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Literal
 
 import numpy as np
@@ -29,6 +30,7 @@ HYDROGENIC = (27 / 16) ** 2 - 4 * (27 / 16) + 5 * (27 / 16) / 8
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {"burn_in": (0,)}  # 0: no equilibration sweeps
     ansatze: tuple[str, ...] = ("slater_jastrow", "backflow", "vandermonde")
     n_determinants: int = 1
     walkers: int = 512

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 import zlib
 from typing import Literal
 
@@ -43,6 +44,13 @@ _LEARNING_RATES = {"equivariant": 1e-2, "symmetry_function": 5e-3, "coordinate_m
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {
+        "equivariant_l_max": (0,),  # scalar (l = 0) features only
+        "equivariant_steps": (0,), "symmetry_function_steps": (0,), "coordinate_steps": (0,),  # 0: untrained
+        "steps_exponent": (0,),  # 0: the same number of steps at every training-set size
+        "energy_weight": (0,), "force_weight": (0,),  # 0: that loss term is off (not both)
+        "relax_starts": (0,), "relax_steps": (0,),  # 0: no relaxation test
+    }
     systems: tuple[str, ...] = ("cu13", "lj13")
     models: tuple[str, ...] = MODELS
     train_sizes: tuple[int, ...] = (100, 400, 1600)

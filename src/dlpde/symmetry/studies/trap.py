@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from typing import Literal
 
 import numpy as np
@@ -28,6 +29,10 @@ INTERACTIONS = ("none", "contact")
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {
+        "contact_strength": "any",  # negative: attractive contact interaction; 0: free fermions
+        "burn_in": (0,),  # 0: no equilibration sweeps
+    }
     n_particles: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
     ansatze: tuple[str, ...] = ("slater_jastrow", "backflow", "vandermonde")
     interactions: tuple[str, ...] = INTERACTIONS
