@@ -24,6 +24,16 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["b.txt"]
 
 
+def test_atomic_write_gives_the_permissions_of_an_ordinary_file(tmp_path):
+    import os
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # what open() gives under the current umask
+    target = tmp_path / "atomic.txt"
+    atomic_write_text("x", target)
+    assert os.stat(target).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
+
+
 def test_to_jsonable():
     value = to_jsonable({"t": torch.tensor([1.0, float("nan")]), "n": np.float32(2.5), "i": np.int64(3),
                          "tuple": (1, 2), "p": Path("/x"), "inf": float("inf")})

@@ -132,6 +132,15 @@ def clean_stale_temporaries(folder: str | os.PathLike, recursive: bool = True) -
     return removed
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file in the same folder + rename)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -142,6 +151,7 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
         raise ValueError(f"path {str(path)!r} is a folder, expected a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -1,0 +1,67 @@
+"""The argument-check vocabulary of dlpde.shared.checks: each check accepts what it documents and
+refuses the rest with a ValueError/TypeError that names the argument."""
+
+import math
+
+import pytest
+import torch
+
+from dlpde.shared.checks import (
+    NonFiniteResultError,
+    check_bool,
+    check_choice,
+    check_finite_result,
+    check_int,
+    check_positive_int,
+    check_probability,
+    check_real,
+    check_tensor,
+)
+
+
+def test_check_tensor_accepts_a_matching_tensor_and_names_the_argument_otherwise():
+    x = torch.zeros(5, 3, dtype=torch.float64)
+    assert check_tensor(x, "x", dim=2, shape=(None, 3)) is x
+    with pytest.raises(ValueError, match=r"points must have shape \(\*, 2\), got \(5, 3\)"):
+        check_tensor(x, "points", shape=(None, 2))
+    with pytest.raises(TypeError, match="points must be a floating-point tensor"):
+        check_tensor(x.long(), "points")
+    with pytest.raises(TypeError, match="points must be a torch.Tensor, got list"):
+        check_tensor([1.0], "points")
+    with pytest.raises(ValueError, match="points must not be empty"):
+        check_tensor(x[:0], "points")
+
+
+def test_finite_check_counts_the_bad_entries_and_accepts_huge_finite_ones():
+    x = torch.ones(1000, dtype=torch.float64)
+    x[[3, 7]] = float("nan")
+    x[11] = float("inf")
+    with pytest.raises(ValueError, match="x must be finite, got 3 non-finite"):
+        check_tensor(x, "x")
+    assert check_tensor(x, "x", finite=False) is x
+    huge = torch.full((4,), torch.finfo(torch.float32).max)  # finite entries whose sum overflows
+    assert not torch.isfinite(huge.sum())
+    assert check_tensor(huge, "huge") is huge
+
+
+def test_scalar_checks():
+    assert check_int(3, "n", minimum=1) == 3
+    with pytest.raises(ValueError, match="n"):
+        check_positive_int(0, "n")
+    with pytest.raises(TypeError, match="n"):
+        check_int(2.5, "n")
+    with pytest.raises(TypeError, match="flag"):
+        check_bool(1, "flag")
+    assert check_real(0.5, "lr", 0.0, 1.0) == 0.5
+    with pytest.raises(ValueError, match="lr"):
+        check_real(math.nan, "lr")
+    with pytest.raises(ValueError, match="p"):
+        check_probability(1.5, "p")
+    with pytest.raises(ValueError, match="method.*'a', 'b'|method"):
+        check_choice("c", "method", ("a", "b"))
+
+
+def test_check_finite_result_raises_a_named_error():
+    with pytest.raises(NonFiniteResultError, match="ista iterate became non-finite"):
+        check_finite_result(torch.tensor([1.0, math.inf]), "ista iterate", hint="lower the step")
+    assert issubclass(NonFiniteResultError, ValueError)
