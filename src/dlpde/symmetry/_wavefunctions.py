@@ -299,8 +299,25 @@ class HermiteFunctions(nn.Module):
         return table[..., coordinate, self.degrees].prod(-1)
 
 
+class _DeterminantAnsatz(_System):
+    """``log psi = log|sum_k det_up^k det_down^k| + Jastrow + cusp + user factor`` from the
+    subclass's ``orbital_values`` (shape ``(B, N, n_det N)``)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_input(x)
+        sign, log_abs = _slater_determinants(self.orbital_values(x), self.n_up, self.n_down,
+                                             self.n_determinants)
+        if self.jastrow is not None:
+            log_abs = log_abs + self.jastrow(x, self)
+        if self.cusp is not None:
+            log_abs = log_abs + self.cusp(x)
+        if self.log_factor is not None:
+            log_abs = log_abs + self.log_factor(x)
+        return sign, log_abs
+
+
 # -- Slater-Jastrow ------------------------------------------------------------------------------
-class SlaterJastrow(_System):
+class SlaterJastrow(_DeterminantAnsatz):
     """``psi(X) = exp(J(X)) sum_k det[phi^k_a(x_i)]_{i,a in up} det[phi^k_a(x_i)]_{i,a in down}``.
 
     Orbitals: ``orbitals="mlp"``: ``phi^k_a(x) = MLP(x)_{ka} env_{ka}(x)`` with the envelope of the
@@ -362,21 +379,9 @@ class SlaterJastrow(_System):
         _, distance = self.center_offsets(x)
         return self.orbital_network(self.one_body_inputs(x)) * self.orbital_envelope(distance)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check_input(x)
-        sign, log_abs = _slater_determinants(self.orbital_values(x), self.n_up, self.n_down,
-                                             self.n_determinants)
-        if self.jastrow is not None:
-            log_abs = log_abs + self.jastrow(x, self)
-        if self.cusp is not None:
-            log_abs = log_abs + self.cusp(x)
-        if self.log_factor is not None:
-            log_abs = log_abs + self.log_factor(x)
-        return sign, log_abs
-
 
 # -- FermiNet ------------------------------------------------------------------------------------
-class BackflowDeterminant(_System):
+class BackflowDeterminant(_DeterminantAnsatz):
     """FermiNet-style generalised orbitals ``phi^k_a(x_i; X)`` and ``sum_k det_up det_down``.
 
     Streams: one-particle ``h_i^0`` = offsets from the centres (and their lengths for the
@@ -428,17 +433,6 @@ class BackflowDeterminant(_System):
                 means.append(h.narrow(dim, start, count).mean(dim))
         return means
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self.check_input(x)
-        sign, log_abs = _slater_determinants(self.orbital_values(x), self.n_up, self.n_down,
-                                             self.n_determinants)
-        if self.jastrow is not None:
-            log_abs = log_abs + self.jastrow(x, self)
-        if self.cusp is not None:
-            log_abs = log_abs + self.cusp(x)
-        if self.log_factor is not None:
-            log_abs = log_abs + self.log_factor(x)
-        return sign, log_abs
 
     def orbital_values(self, x: torch.Tensor) -> torch.Tensor:
         """``phi^k_a(x_i; X)``, shape ``(B, N, n_det (n_up + n_down))`` (see ``_slater_determinants``)."""
