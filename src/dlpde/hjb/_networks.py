@@ -58,7 +58,7 @@ class _ScaledInput(nn.Module):
 
 
 class ValueNetwork(nn.Module):
-    """``u(x, t) = w^T tanh(... tanh(W_1 z + b_1) ...) + b`` with ``depth`` hidden layers."""
+    """``u(x, t) = w^T tanh(W_L tanh(W_1 z + b_1) + b_L) + b`` (shown for two layers) with ``depth`` hidden layers."""
 
     def __init__(
         self,

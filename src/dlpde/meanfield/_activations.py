@@ -142,8 +142,8 @@ class GaussianWellActivation:
     """``sigma(t) = offset - amplitude exp(-t^2 / (2 width^2))``: even, bounded, smooth.
 
     Its Gaussian moments are elementary, including the two-unit kernel
-    ``E[sigma(aZ_1) sigma(bZ_2)] = offset^2 - offset amplitude (g(a) + g(b))
-    + amplitude^2 width^2 / sqrt((width^2 + a^2)(width^2 + b^2) - a^2 b^2 corr^2)``,
+    ``E[sigma(aZ_1) sigma(bZ_2)] = offset^2 - offset amplitude (g(a) + g(b)) +
+    amplitude^2 width^2 / sqrt((width^2 + a^2)(width^2 + b^2) - a^2 b^2 corr^2)``,
     ``g(a) = width / sqrt(width^2 + a^2)``, so the population risk of a finite network on the
     isotropic Gaussian problem is exact (``IsotropicGaussianProblem.population_risk``).
     """

@@ -155,8 +155,8 @@ class IsotropicGaussianProblem:
 
         Closed form for ``GaussianWellActivation`` ``sigma = o - m exp(-t^2 / (2 tau^2))`` (offset
         ``o``, amplitude ``m``, width ``tau``): with ``A_i = tau^2 + s^2 |w_i|^2``, ``g_i = tau / sqrt(A_i)``,
-        per class ``E_s f = o abar - m mean(a g)`` and ``E_s f^2 = o^2 abar^2 - 2 m o abar mean(a g)
-        + m^2 tau^2 n^-2 sum_{ij} a_i a_j (A_i A_j - s^4 <w_i, w_j>^2)^{-1/2}``; the pair sum
+        per class ``E_s f = o abar - m mean(a g)`` and ``E_s f^2 = o^2 abar^2 - 2 m o abar mean(a g) +
+        m^2 tau^2 n^-2 sum_{ij} a_i a_j (A_i A_j - s^4 <w_i, w_j>^2)^{-1/2}``; the pair sum
         costs O(n^2 d), vectorised over row blocks of ``block`` particles (default 128 on the CPU,
         where blocks fit in cache, and 4096 on a GPU).
         """

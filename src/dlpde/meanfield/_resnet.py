@@ -219,7 +219,7 @@ def particle_velocity(
     block_width: int,
     activation,
 ) -> torch.Tensor:
-    """Wasserstein-gradient-flow velocity ``v(theta) = -grad_theta sum_b P_b . f(X_b; theta)``.
+    """Wasserstein-gradient-flow velocity ``v(theta) = -grad_theta sum_b <P_b, f(X_b; theta)>``.
 
     ``particles (M, p)`` at one depth, ``states`` and ``adjoints`` ``(B, D)`` at that depth. In the
     discrete network with ``(x_l, p_{l+1})`` this is ``-L M dE/dtheta_{l,j}`` exactly; with the

@@ -74,7 +74,7 @@ _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "erf": torch.erf}
 
 
 class TwoLayerNetwork(nn.Module):
-    """``f(x) = m^{-gamma} sum_j a_j phi(w_j . x / sqrt(d) + b_j)`` with ``a, w, b ~ N(0, 1)``
+    """``f(x) = m^{-gamma} sum_j a_j phi(<w_j, x> / sqrt(d) + b_j)`` with ``a, w, b ~ N(0, 1)``
     (biases optional); ``gamma = output_exponent`` (1/2: NTK parameterisation, 1: mean-field).
 
     ``symmetric=True`` duplicates the neurons with opposite output weights (``m`` must be even),
