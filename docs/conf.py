@@ -30,6 +30,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # the gallery's small examples ga
 os.environ.setdefault("MPLBACKEND", "agg")
 
 import dlpde  # noqa: E402
+from dlpde._registry import public_subpackages  # noqa: E402
 
 project = "dlpde"
 author = "The dlpde developers"
@@ -62,21 +63,6 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 # --- API reference -----------------------------------------------------------------------------
-
-
-def public_subpackages() -> list[str]:
-    """Every non-private subpackage of dlpde with an ``__all__`` (studies excluded): a new one gets
-    its API page without editing the docs (``tests/docs`` uses the same rule)."""
-    import pkgutil
-
-    names = []
-    for info in pkgutil.walk_packages(dlpde.__path__, "dlpde."):
-        parts = info.name.split(".")
-        if not info.ispkg or any(p.startswith("_") or p == "studies" for p in parts):
-            continue
-        if hasattr(importlib.import_module(info.name), "__all__"):
-            names.append(info.name)
-    return names
 
 
 SUBPACKAGES = public_subpackages()

@@ -52,3 +52,19 @@ def discover_studies(extra_modules=()) -> dict[str, Study]:
         for study in _studies_in(module):
             add(study)
     return studies
+
+
+def public_subpackages() -> list[str]:
+    """Every non-private subpackage of dlpde with an ``__all__`` (studies excluded), in import
+    order: the public surface that the API reference documents and the fuzz test covers, so a new
+    subpackage is picked up by both without editing either."""
+    import dlpde
+
+    names = []
+    for info in pkgutil.walk_packages(dlpde.__path__, "dlpde."):
+        parts = info.name.split(".")
+        if not info.ispkg or any(p.startswith("_") or p == "studies" for p in parts):
+            continue
+        if hasattr(importlib.import_module(info.name), "__all__"):
+            names.append(info.name)
+    return names

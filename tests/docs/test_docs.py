@@ -19,7 +19,6 @@ import importlib
 import importlib.util
 import json
 import os
-import pkgutil
 import queue
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-import dlpde
+from dlpde._registry import public_subpackages
 
 ROOT = Path(__file__).resolve().parents[2]
 HTML = Path(os.environ.get("DLPDE_DOCS_HTML", ROOT / "docs" / "_build" / "html"))
@@ -49,18 +48,6 @@ def _need(condition: bool, reason: str) -> None:
 def _need_build() -> None:
     _need(importlib.util.find_spec("sphinx") is not None, 'Sphinx is not installed: pip install -e ".[docs]"')
     _need((HTML / "objects.inv").exists(), f"no docs build at {HTML}: run make -C docs html")
-
-
-def public_subpackages() -> list[str]:
-    """Every non-private subpackage of dlpde with an ``__all__`` (studies excluded)."""
-    names = []
-    for info in pkgutil.walk_packages(dlpde.__path__, "dlpde."):
-        parts = info.name.split(".")
-        if not info.ispkg or any(p.startswith("_") or p == "studies" for p in parts):
-            continue
-        if hasattr(importlib.import_module(info.name), "__all__"):
-            names.append(info.name)
-    return names
 
 
 def read_inventory(path: Path) -> dict[str, str]:
