@@ -21,7 +21,18 @@ import torch
 from torch import func as tfunc
 from torch import nn
 
-from dlpde.shared import make_generator, train
+from dlpde.shared import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_positive,
+    check_positive_int,
+    check_real,
+    check_tensor,
+    make_generator,
+    resolve_device,
+    train,
+)
 
 from ._diagnostics import (
     _flat_jacobian,
@@ -73,6 +84,20 @@ class AlphaScaled(nn.Module):
 _ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "erf": torch.erf}
 
 
+def _check_activation(activation):
+    """A user activation must map a tensor to a finite tensor of the same shape (probed once)."""
+    probe = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)
+    try:
+        out = activation(probe)
+    except Exception as error:  # noqa: BLE001 - any failure of the user's function is reported
+        raise ValueError(f"activation failed on a probe tensor: {type(error).__name__}: {error}") from error
+    if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"activation must map a tensor to one of the same shape, got {got} from (7,)")
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError("activation must be finite on finite inputs, got nan/inf on linspace(-3, 3, 7)")
+
+
 class TwoLayerNetwork(nn.Module):
     """``f(x) = m^{-gamma} sum_j a_j phi(<w_j, x> / sqrt(d) + b_j)`` with ``a, w, b ~ N(0, 1)``
     (biases optional); ``gamma = output_exponent`` (1/2: NTK parameterisation, 1: mean-field).
@@ -87,15 +112,22 @@ class TwoLayerNetwork(nn.Module):
                  init_scale: float = 1.0, seed: int | torch.Generator = 0,
                  dtype: torch.dtype = torch.float64, device="cpu"):
         super().__init__()
-        if not isinstance(width, int) or width < 1 or (symmetric and width % 2):
-            raise ValueError(f"width must be a positive int (even if symmetric), got {width!r}")
-        if not isinstance(input_dim, int) or input_dim < 1:
-            raise ValueError(f"input_dim must be a positive int, got {input_dim!r}")
-        if isinstance(activation, str) and activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)} or a callable, "
-                             f"got {activation!r}")
+        input_dim = check_positive_int(input_dim, "input_dim")
+        width = check_positive_int(width, "width")
+        symmetric = check_bool(symmetric, "symmetric")
+        bias = check_bool(bias, "bias")
+        if symmetric and width % 2:
+            raise ValueError(f"width must be even when symmetric=True, got {width}")
+        output_exponent = check_real(output_exponent, "output_exponent")
+        init_scale = check_positive(init_scale, "init_scale")
+        check_choice(dtype, "dtype", (torch.float32, torch.float64))
+        device = resolve_device(device)
+        if isinstance(activation, str):
+            check_choice(activation, "activation", tuple(_ACTIVATIONS))
+        else:
+            _check_activation(check_callable(activation, "activation"))
         self.activation = _ACTIVATIONS[activation] if isinstance(activation, str) else activation
-        self.input_dim, self.width, self.output_exponent = input_dim, width, float(output_exponent)
+        self.input_dim, self.width, self.output_exponent = input_dim, width, output_exponent
         g = make_generator(seed, "cpu")
         half = width // 2 if symmetric else width
 
@@ -112,6 +144,9 @@ class TwoLayerNetwork(nn.Module):
         self.bias = None if b is None else nn.Parameter(b.to(device=device, dtype=dtype))
 
     def forward(self, x):
+        # no finiteness check here: forward runs under torch.func transforms (vmap, jacrev)
+        check_tensor(x, "x", dim=2, shape=(None, self.input_dim), dtype=self.input_weight.dtype,
+                     finite=False)
         z = x @ self.input_weight.T / math.sqrt(self.input_dim)
         if self.bias is not None:
             z = z + self.bias

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import func as tfunc
 
+from dlpde.shared import check_finite_result, check_same_device, check_tensor
+
 from ._empirical import _outputs_2d, _per_sample_jacobian, empirical_ntk, functional_model
 
 __all__ = [
@@ -28,34 +30,87 @@ __all__ = [
 ]
 
 
+def _nonzero_norm(value: torch.Tensor, name: str) -> torch.Tensor:
+    norm = torch.linalg.norm(value)
+    if not bool(norm > 0):
+        raise ValueError(f"{name} must not be zero (the ratio is relative to its norm)")
+    return norm
+
+
+def _finite_ratio(ratio: torch.Tensor, what: str) -> float:
+    check_finite_result(ratio, what, hint="the inputs overflow the dtype; rescale them")
+    return float(ratio)
+
+
 def relative_kernel_drift(kernel_t: torch.Tensor, kernel_0: torch.Tensor) -> float:
-    """``|K_t - K_0|_F / |K_0|_F``."""
+    """``|K_t - K_0|_F / |K_0|_F`` for kernels of one shape ``(N1, N2)``; ``K_0`` nonzero."""
+    check_tensor(kernel_t, "kernel_t", dim=2)
+    check_tensor(kernel_0, "kernel_0", dim=2)
+    check_same_device(kernel_t=kernel_t, kernel_0=kernel_0)
     if kernel_t.shape != kernel_0.shape:
         raise ValueError(f"kernels differ in shape: {tuple(kernel_t.shape)} vs {tuple(kernel_0.shape)}")
-    return float(torch.linalg.norm(kernel_t - kernel_0) / torch.linalg.norm(kernel_0))
+    norm = _nonzero_norm(kernel_0, "kernel_0")
+    return _finite_ratio(torch.linalg.norm(kernel_t - kernel_0) / norm, "relative kernel drift")
+
+
+def _check_params(params, name: str) -> dict:
+    if not isinstance(params, dict) or not params:
+        raise TypeError(f"{name} must be a non-empty dict of tensors, got {type(params).__name__}")
+    for key, value in params.items():
+        check_tensor(value, f"{name}[{key!r}]", nonempty=False)
+    return params
 
 
 def relative_weight_movement(params_t: dict, params_0: dict) -> float:
-    """``|w_t - w_0| / |w_0|`` over all parameters."""
+    """``|w_t - w_0| / |w_0|`` over all parameters (dicts of tensors, same names and shapes;
+    ``w_0`` nonzero)."""
+    _check_params(params_t, "params_t")
+    _check_params(params_0, "params_0")
     if params_t.keys() != params_0.keys():
         raise ValueError("params_t and params_0 must have the same names")
-    moved = sum(float(((params_t[k] - params_0[k]) ** 2).sum()) for k in params_0)
-    size = sum(float((params_0[k] ** 2).sum()) for k in params_0)
-    return (moved / size) ** 0.5
+    for k in params_0:
+        if params_t[k].shape != params_0[k].shape:
+            raise ValueError(f"params_t[{k!r}] has shape {tuple(params_t[k].shape)}, params_0[{k!r}] "
+                             f"{tuple(params_0[k].shape)}")
+        check_same_device(params_t=params_t[k], params_0=params_0[k])
+    moved = sum(float(((params_t[k] - params_0[k]).double() ** 2).sum()) for k in params_0)
+    size = sum(float((params_0[k].double() ** 2).sum()) for k in params_0)
+    if not size > 0:
+        raise ValueError("params_0 must not be all zero (the movement is relative to |w_0|)")
+    return _finite_ratio(torch.tensor((moved / size) ** 0.5), "relative weight movement")
 
 
 def linearization_distance(outputs: torch.Tensor, linear_outputs: torch.Tensor) -> float:
-    """``|f - f_lin| / |f_lin|`` (Euclidean norms over all given outputs)."""
+    """``|f - f_lin| / |f_lin|`` (Euclidean norms over all given outputs); 0 when the two agree
+    exactly (so at initialisation, where both are zero), else ``f_lin`` must be nonzero."""
+    check_tensor(outputs, "outputs")
+    check_tensor(linear_outputs, "linear_outputs")
+    check_same_device(outputs=outputs, linear_outputs=linear_outputs)
     if outputs.shape != linear_outputs.shape:
-        raise ValueError("outputs and linear_outputs must have the same shape")
-    return float(torch.linalg.norm(outputs - linear_outputs) / torch.linalg.norm(linear_outputs))
+        raise ValueError(f"outputs and linear_outputs must have the same shape, got {tuple(outputs.shape)} "
+                         f"and {tuple(linear_outputs.shape)}")
+    difference = torch.linalg.norm(outputs - linear_outputs)
+    if not bool(difference > 0):
+        return 0.0
+    norm = _nonzero_norm(linear_outputs, "linear_outputs")
+    return _finite_ratio(difference / norm, "linearization distance")
 
 
 def kernel_target_alignment(kernel: torch.Tensor, y: torch.Tensor) -> float:
     """``A(K, y) = y^T K y / (|K|_F |y|^2)`` in ``[-1, 1]`` (1: K is proportional to ``y y^T``);
-    for ``y (N, K)`` the columns are summed: ``tr(Y^T K Y) / (|K|_F |Y|_F^2)``."""
-    y = y.reshape(kernel.shape[0], -1)
-    return float(torch.einsum("ik,ij,jk->", y, kernel, y) / (torch.linalg.norm(kernel) * (y**2).sum()))
+    for ``y (N, K)`` the columns are summed: ``tr(Y^T K Y) / (|K|_F |Y|_F^2)``. ``kernel`` is
+    ``(N, N)``, ``y`` ``(N,)`` or ``(N, K)``, both nonzero."""
+    check_tensor(kernel, "kernel", dim=2)
+    n = kernel.shape[0]
+    if kernel.shape[1] != n:
+        raise ValueError(f"kernel must be square (N, N), got {tuple(kernel.shape)}")
+    check_tensor(y, "y", dim=(1, 2))
+    check_same_device(kernel=kernel, y=y)
+    if y.shape[0] != n:
+        raise ValueError(f"y must have {n} rows (one per kernel row), got shape {tuple(y.shape)}")
+    y = y.reshape(n, -1).to(kernel.dtype)
+    norm = _nonzero_norm(kernel, "kernel") * _nonzero_norm(y, "y") ** 2
+    return _finite_ratio(torch.einsum("ik,ij,jk->", y, kernel, y) / norm, "kernel-target alignment")
 
 
 def _gradient_flow_velocity(f, params, x_train, y_train, loss_scale):

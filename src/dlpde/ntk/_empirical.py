@@ -33,6 +33,8 @@ import torch
 from torch import func as tfunc
 from torch import nn
 
+from dlpde.shared import check_tensor
+
 __all__ = [
     "functional_model", "empirical_ntk", "empirical_nngp", "ntk_vector_product", "linearize",
     "second_order_taylor", "flatten_parameters",
@@ -63,7 +65,15 @@ def functional_model(model, params=None) -> tuple[Callable, dict]:
 
 
 def flatten_parameters(params: dict) -> torch.Tensor:
-    """All parameters as one vector (in the dict's order)."""
+    """All parameters as one vector (in the dict's order): a non-empty dict of floating tensors of
+    one dtype and device."""
+    if not isinstance(params, dict) or not params:
+        raise TypeError(f"params must be a non-empty dict of tensors, got {type(params).__name__}")
+    for key, value in params.items():
+        check_tensor(value, f"params[{key!r}]", nonempty=False, finite=False)
+    if len({(v.dtype, v.device) for v in params.values()}) > 1:
+        raise ValueError("params must share one dtype and device, got "
+                         + ", ".join(f"{k}: {v.dtype} on {v.device}" for k, v in params.items()))
     return torch.cat([p.reshape(-1) for p in params.values()])
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from dlpde.shared import Study, resolve_device
 
+from ._checks import ACTIVATIONS, check_fields
 from ._tasks import alpha_scaled_run, teacher_student_data
 
 
@@ -39,21 +40,15 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self):
-        if not self.widths or any(w < 2 for w in self.widths):
-            raise ValueError(f"widths must be integers >= 2, got {self.widths}")
-        if not self.alphas or any(not a > 0 for a in self.alphas):
-            raise ValueError(f"alphas must be positive, got {self.alphas}")
-        for a in self.activations:
-            if a not in ("tanh", "relu", "erf"):
-                raise ValueError(f"activations must be among tanh, relu, erf; got {a!r}")
-        if not self.drift_thresholds or any(not t > 0 for t in self.drift_thresholds):
-            raise ValueError(f"drift_thresholds must be positive, got {self.drift_thresholds}")
-        if not 0 < self.alpha_bracket[0] < self.alpha_bracket[1]:
-            raise ValueError(f"alpha_bracket must be (low, high) with 0 < low < high, "
-                             f"got {self.alpha_bracket}")
-        if self.bisection_steps < 1 or self.time <= 0 or self.learning_rate <= 0:
-            raise ValueError("bisection_steps, time and learning_rate must be positive")
-
+        check_fields(self, ints={"input_dim": 1, "n_train": 1, "n_test": 1, "teacher_width": 1,
+                                 "bisection_steps": 1},
+                     reals={"time": (0.0, True), "learning_rate": (0.0, True)},
+                     int_tuples={"widths": (2, False)},
+                     real_tuples={"alphas": (0.0, True), "drift_thresholds": (0.0, True),
+                                  "alpha_bracket": (0.0, True)},
+                     names={"activations": ACTIVATIONS})
+        if len(self.alpha_bracket) != 2 or not self.alpha_bracket[0] < self.alpha_bracket[1]:
+            raise ValueError(f"alpha_bracket must be (low, high), 0 < low < high, got {self.alpha_bracket}")
 
 
 def _data(config, activation):

@@ -22,6 +22,7 @@ from .._alpha import TwoLayerNetwork
 from .._diagnostics import kernel_velocity
 from .._empirical import empirical_ntk
 from .._spec import Conv, Dense, GlobalAvgPool, Relu, Serial, analytic_kernels, build_network
+from ._checks import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,12 +40,10 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self):
-        if not self.widths or min(self.widths) < 2:
-            raise ValueError(f"widths must be integers >= 2, got {self.widths}")
-        if self.seeds < 2 or self.velocity_seeds < 1:
-            raise ValueError("seeds must be >= 2 and velocity_seeds >= 1")
-        if any(d < 1 for d in (*self.fc_depths, *self.cnn_depths)):
-            raise ValueError("depths must be >= 1")
+        check_fields(self, ints={"seeds": 2, "velocity_seeds": 1, "n_inputs": 1, "input_dim": 1,
+                                 "cnn_length": 1},
+                     int_tuples={"widths": (2, False), "fc_depths": (1, True), "cnn_depths": (1, True),
+                                 "velocity_widths": (1, False)})
 
 
 def spec_of(family: str, depth: int, width: int):

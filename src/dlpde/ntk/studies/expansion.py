@@ -20,6 +20,7 @@ from dlpde.shared import Study, resolve_device
 
 from .._alpha import TwoLayerNetwork, train_with_linearization
 from .._diagnostics import perturbative_dynamics
+from ._checks import ACTIVATIONS, check_fields
 from ._tasks import teacher_student_data
 
 
@@ -39,12 +40,12 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self):
-        if not self.alphas or any(not a > 0 for a in self.alphas):
-            raise ValueError(f"alphas must be positive, got {self.alphas}")
-        if self.activation not in ("tanh", "erf", "relu"):
-            raise ValueError(f"activation must be tanh, erf or relu, got {self.activation!r}")
-        if self.steps < 1 or self.learning_rate <= 0:
-            raise ValueError("steps and learning_rate must be positive")
+        check_fields(self, ints={"width": 1, "input_dim": 1, "n_train": 1, "n_test": 1, "teacher_width": 1,
+                                 "steps": 1},
+                     reals={"learning_rate": (0.0, True)},
+                     int_tuples={"widths": (1, True)},  # () skips the width sweep
+                     real_tuples={"alphas": (0.0, True)},
+                     names={"activation": ACTIVATIONS})
 
 
 def expansion_point(task) -> dict:

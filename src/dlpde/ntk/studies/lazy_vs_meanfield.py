@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 
 import numpy as np
 import torch
@@ -20,10 +21,12 @@ import torch
 from dlpde.shared import Study, make_generator, resolve_device
 
 from .._alpha import TwoLayerNetwork, train_with_linearization
+from ._checks import check_fields
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {"log10_scales": "any"}  # log10 of the init scale tau
     log10_scales: tuple[float, ...] = (-2.2, -1.8, -1.4, -1.0, -0.6, -0.2, 0.2, 0.6, 1.0)
     input_dim: int = 100
     teacher_width: int = 3
@@ -36,12 +39,12 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self):
-        if not self.log10_scales:
-            raise ValueError("log10_scales must list at least one scale")
-        if self.student_width < 2 or self.student_width % 2:
+        check_fields(self, ints={"input_dim": 1, "teacher_width": 1, "student_width": 2, "n_train": 1,
+                                 "n_test": 1, "steps": 1},
+                     reals={"max_step_size": (0.0, True)},
+                     real_tuples={"log10_scales": (None, False)})
+        if self.student_width % 2:
             raise ValueError(f"student_width must be even (symmetrised pairs), got {self.student_width}")
-        if self.steps < 1 or self.n_train < 1 or self.n_test < 1:
-            raise ValueError("steps, n_train and n_test must be positive")
 
 
 def _data(config, device):
