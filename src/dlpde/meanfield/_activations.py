@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from dlpde.shared import check_positive, check_positive_int, check_real, check_tensor
+
 __all__ = ["PiecewiseLinearActivation", "GaussianWellActivation", "resolve_activation"]
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -47,19 +49,19 @@ class PiecewiseLinearActivation:
         left_slope: float = 0.0,
         right_slope: float = 0.0,
     ):
-        knots, values = [float(k) for k in knots], [float(v) for v in values]
-        if len(knots) < 1 or len(knots) != len(values):
+        knots, values = _real_sequence(knots, "knots"), _real_sequence(values, "values")
+        left_slope, right_slope = check_real(left_slope, "left_slope"), check_real(right_slope, "right_slope")
+        if len(knots) != len(values):
             raise ValueError(
-                "knots and values must be non-empty sequences of equal length, got "
-                f"{len(knots)} knots and {len(values)} values"
+                f"knots and values must have equal length, got {len(knots)} knots and {len(values)} values"
             )
         if any(b <= a for a, b in zip(knots, knots[1:])):
             raise ValueError(f"knots must be strictly increasing, got {knots}")
-        if not all(math.isfinite(v) for v in [*knots, *values, left_slope, right_slope]):
-            raise ValueError("knots, values and slopes must be finite")
         slopes = [float(left_slope)]
         slopes += [(v1 - v0) / (k1 - k0) for k0, k1, v0, v1 in zip(knots, knots[1:], values, values[1:])]
         slopes.append(float(right_slope))
+        if not all(math.isfinite(v) for v in slopes):
+            raise ValueError(f"the slopes between the knots overflow, got {slopes}")
         self.knots = tuple(knots)
         self.values = tuple(values)
         self.left_slope = float(left_slope)
@@ -149,10 +151,8 @@ class GaussianWellActivation:
     """
 
     def __init__(self, amplitude: float = 3.0, offset: float = 1.5, width: float = 1.0):
-        if not (math.isfinite(amplitude) and math.isfinite(offset)):
-            raise ValueError("amplitude and offset must be finite")
-        if not (width > 0 and math.isfinite(width)):
-            raise ValueError(f"width must be positive and finite, got {width}")
+        amplitude, offset = check_real(amplitude, "amplitude"), check_real(offset, "offset")
+        width = check_positive(width, "width")
         self.amplitude, self.offset, self.width = float(amplitude), float(offset), float(width)
 
     def __repr__(self):
@@ -189,9 +189,22 @@ class GaussianWellActivation:
         return c, dc
 
 
+_NUMBER_DTYPES = (torch.float32, torch.float64, torch.int32, torch.int64)
+
+
+def _real_sequence(value, name: str) -> list[float]:
+    """A non-empty sequence (list, tuple or 1-D tensor) of finite real numbers, as floats."""
+    if isinstance(value, torch.Tensor):
+        return [float(v) for v in check_tensor(value, name, dim=1, dtype=_NUMBER_DTYPES).tolist()]
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a sequence of real numbers, got {type(value).__name__}")
+    if len(value) == 0:
+        raise ValueError(f"{name} must not be empty")
+    return [check_real(v, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
 def _check_count(count):
-    if not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be a positive int, got {count!r}")
+    check_positive_int(count, "count")
 
 
 def _erf_unit(t):

@@ -31,11 +31,19 @@ Two ways to run it:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from dlpde.shared import integrate, train
+from dlpde.shared import (
+    check_positive,
+    check_positive_int,
+    check_real,
+    check_same_device,
+    check_tensor,
+    integrate,
+    train,
+)
 
 __all__ = ["MeanFieldLangevin", "mean_field_velocity", "mean_field_gradient_flow", "mean_field_sgd"]
 
@@ -50,8 +58,32 @@ def _check_model(model):
 
 
 def _check_nonnegative(name, value):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return check_positive(value, name, allow_zero=True)
+
+
+def _check_params(params) -> tuple[list, list[torch.Tensor]]:
+    """The particle tensors to optimise: a tensor list (or param-group dicts), floating, finite leaves."""
+    if isinstance(params, torch.Tensor):
+        raise TypeError("params must be an iterable of tensors (e.g. [model.particles]), got a tensor")
+    if isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+        raise TypeError(f"params must be an iterable of tensors, got {type(params).__name__}")
+    params = list(params)
+    if not params:
+        raise ValueError("params must hold at least one tensor, got none")
+    tensors = []
+    for i, item in enumerate(params):
+        group = item.get("params") if isinstance(item, dict) else [item]
+        group = [group] if isinstance(group, torch.Tensor) else group
+        if not isinstance(group, (list, tuple)):
+            raise TypeError(f"params[{i}] must be a tensor or a dict with 'params', got {type(item)}")
+        for p in group:
+            check_tensor(p, f"params[{i}]", nonempty=False)
+            if not p.is_leaf:
+                raise ValueError(f"params[{i}] must be a leaf tensor (a parameter), got a computed tensor")
+            tensors.append(p)
+    if not tensors:
+        raise ValueError("params must hold at least one tensor, got none")
+    return params, tensors
 
 
 class MeanFieldLangevin(torch.optim.Optimizer):
@@ -75,15 +107,29 @@ class MeanFieldLangevin(torch.optim.Optimizer):
         inverse_temperature: float = math.inf,
         generator: torch.Generator | None = None,
     ):
-        if not (step_size > 0 and math.isfinite(step_size)):
-            raise ValueError(f"step_size must be positive and finite, got {step_size}")
-        if not (isinstance(mean_field_scale, int) and mean_field_scale >= 1):
-            raise ValueError(f"mean_field_scale must be a positive int, got {mean_field_scale!r}")
-        _check_nonnegative("penalty", penalty)
-        if not inverse_temperature > 0:
-            raise ValueError(
-                f"inverse_temperature must be positive (math.inf for no noise), got {inverse_temperature}"
-            )
+        params, tensors = _check_params(params)
+        step_size = check_positive(step_size, "step_size")
+        mean_field_scale = check_positive_int(mean_field_scale, "mean_field_scale")
+        if mask is not None:
+            check_tensor(mask, "mask")
+            for p in tensors:
+                check_same_device(mask=mask, params=p)
+                try:
+                    fits = torch.broadcast_shapes(mask.shape, p.shape) == p.shape
+                except RuntimeError:
+                    fits = False
+                if not fits:
+                    raise ValueError(
+                        f"mask of shape {tuple(mask.shape)} must broadcast to the particles' shape "
+                        f"{tuple(p.shape)}"
+                    )
+        penalty = check_positive(penalty, "penalty", allow_zero=True)
+        inverse_temperature = check_real(
+            inverse_temperature, "inverse_temperature (math.inf for no noise)", 0.0, strict_minimum=True,
+            finite=False,
+        )
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if math.isfinite(inverse_temperature) and generator is None:
             raise ValueError("noisy SGD (finite inverse_temperature) needs an explicit generator")
         super().__init__(params, {"lr": step_size})

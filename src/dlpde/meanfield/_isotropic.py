@@ -39,9 +39,22 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from dlpde.shared import integrate, make_generator
+from dlpde.shared import (
+    check_callable,
+    check_choice,
+    check_finite_result,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+    integrate,
+    make_generator,
+    resolve_device,
+    resolve_dtype,
+)
 
 from ._activations import GaussianWellActivation
+from ._validate import check_integration, check_times
 
 __all__ = [
     "IsotropicGaussianProblem",
@@ -52,14 +65,22 @@ __all__ = [
 ]
 
 
+def _dtype_and_device(dtype, device) -> tuple[torch.dtype, torch.device]:
+    """A float32/float64 dtype and a device (``None``: the CPU)."""
+    dtype = check_choice(resolve_dtype(dtype, torch.float64), "dtype", (torch.float32, torch.float64))
+    return dtype, resolve_device("cpu" if device is None else device)
+
+
 def sphere_moments(dimension: int | None, count: int, dtype=torch.float64, device=None) -> torch.Tensor:
     """``mu_k = E[<u, u'>^k]``, ``k < count``, for independent uniform unit vectors of R^dimension.
 
     ``mu_{2m} = prod_{j<m} (2j+1)/(d+2j)``, odd moments vanish; ``dimension=None`` is the
     ``d -> infinity`` limit ``(1, 0, 0, ...)``.
     """
-    if dimension is not None and (not isinstance(dimension, int) or dimension < 2):
-        raise ValueError(f"dimension must be an int >= 2 or None (d -> infinity), got {dimension!r}")
+    if dimension is not None:
+        dimension = check_int(dimension, "dimension (or None for d -> infinity)", minimum=2)
+    count = check_positive_int(count, "count")
+    dtype, device = _dtype_and_device(dtype, device)
     values = [1.0] + [0.0] * (count - 1)
     if dimension is not None:
         value = 1.0
@@ -246,10 +267,8 @@ def gaussian_initial_radius(dimension: int, scale: float) -> Callable[[torch.Ten
     """The quantile map ``z -> r`` of ``|w|`` for ``w ~ N(0, scale^2 / d I_d)``: ``r = scale sqrt(X / d)``,
     ``X ~ chi^2_d`` at the quantile ``Phi(z)`` (computed from the tail on each side, so that the
     extreme Gauss-Hermite nodes stay accurate)."""
-    if not isinstance(dimension, int) or dimension < 1:
-        raise ValueError(f"dimension must be a positive int, got {dimension!r}")
-    if not (scale > 0 and math.isfinite(scale)):
-        raise ValueError(f"scale must be positive and finite, got {scale}")
+    dimension = check_positive_int(dimension, "dimension")
+    scale = check_positive(scale, "scale")
 
     def radius(z: torch.Tensor) -> torch.Tensor:
         import numpy as np
@@ -305,29 +324,52 @@ def solve_radial_limit(
     import numpy as np
     from numpy.polynomial.hermite_e import hermegauss
 
-    if isinstance(nodes, bool) or not isinstance(nodes, int) or not 2 <= nodes <= 200:
-        raise ValueError(f"nodes must be an int in [2, 200], got {nodes!r}")
-    if device is None:
-        device = tracers.device if isinstance(tracers, torch.Tensor) else torch.device("cpu")
+    if not isinstance(problem, IsotropicGaussianProblem):
+        raise TypeError(f"problem must be an IsotropicGaussianProblem, got {type(problem).__name__}")
+    check_callable(initial_radius, "initial_radius")
+    time = check_positive(time, "time", allow_zero=True)
+    method, steps, _, _ = check_integration(method, steps, 1e-6, 1e-9)
+    nodes = check_int(nodes, "nodes", 2, 200)
+    hermite_terms = check_positive_int(hermite_terms, "hermite_terms")
+    if dimension is not None and not (isinstance(dimension, str) and dimension == "problem"):
+        dimension = check_int(dimension, "dimension ('problem', or None for d -> infinity)", minimum=2)
+    if tracers is not None:
+        if not isinstance(tracers, torch.Tensor):
+            try:
+                tracers = torch.as_tensor(np.asarray(tracers, dtype=np.float64))
+            except (TypeError, ValueError) as error:
+                raise TypeError(f"tracers must be a tensor of radii, got {type(tracers).__name__}") from error
+        check_tensor(tracers, "tracers")
+        if bool((tracers < 0).any()):
+            raise ValueError("tracers must be non-negative radii")
+    if device is None and isinstance(tracers, torch.Tensor):
+        device = tracers.device
+    dtype, device = _dtype_and_device(dtype, device)
+    save_at = [0.0, time] if save_at is None else check_times(save_at, "save_at", 0.0, time)
     z, w = hermegauss(nodes)
     z_nodes = torch.as_tensor(z, dtype=dtype)
     weights = torch.as_tensor(w / w.sum(), dtype=dtype, device=device)
-    start = initial_radius(z_nodes).to(dtype=dtype, device=device)
+    start = initial_radius(z_nodes)
+    if not isinstance(start, torch.Tensor):
+        raise TypeError(f"initial_radius must return a tensor, got {type(start).__name__}")
+    start = start.to(dtype=dtype, device=device)
     if start.shape != (nodes,) or not bool(torch.isfinite(start).all()) or bool((start < 0).any()):
         raise ValueError("initial_radius must map the nodes to finite non-negative radii of the same shape")
     tracer_count = 0
     if tracers is not None:
-        tracers = torch.as_tensor(tracers).to(dtype=dtype, device=device).reshape(-1)
+        tracers = tracers.to(dtype=dtype, device=device).reshape(-1)
         tracer_count = tracers.numel()
         start = torch.cat([start, tracers])
-    save_at = [0.0, float(time)] if save_at is None else [float(s) for s in save_at]
 
     def velocity(t, radii):
         return problem.radial_velocity(radii, weights, hermite_terms, dimension)
 
-    path = integrate(velocity, start, 0.0, float(time), method=method, steps=steps, save_at=save_at)
-    node_radii = path[:, :nodes]
+    path = integrate(velocity, start, 0.0, time, method=method, steps=steps, save_at=save_at)
+    hint = "use more steps (or method='dopri5') or a shorter time"
+    node_radii = check_finite_result(path[:, :nodes], "radial limit", hint=hint)
     risk = torch.stack([problem.radial_risk(r, weights, hermite_terms, dimension) for r in node_radii])
+    check_finite_result(path, "radial limit (tracers)", hint=hint)
+    check_finite_result(risk, "radial limit risk", hint=hint)
     return RadialSolution(
         times=torch.tensor(np.asarray(save_at), dtype=dtype, device=device),
         node_radii=node_radii,

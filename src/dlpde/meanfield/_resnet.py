@@ -32,9 +32,20 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from dlpde.shared import integrate, make_generator, resolve_device, resolve_dtype
+from dlpde.shared import (
+    check_callable,
+    check_finite_result,
+    check_positive_int,
+    check_same_device,
+    check_tensor,
+    integrate,
+    make_generator,
+    resolve_device,
+    resolve_dtype,
+)
 
 from ._activations import resolve_activation
+from ._validate import check_field_value, check_integration, check_times
 
 __all__ = [
     "MeanFieldResNet",
@@ -55,7 +66,35 @@ def block_outputs(
     x: torch.Tensor, particles: torch.Tensor, dim: int, block_width: int, activation: Callable
 ) -> torch.Tensor:
     """``f(x_b; theta_j) = U_j sigma(W_j x_b)`` for every input and particle: ``x (B, D)``,
-    ``particles (M, 2 D k)`` (``U`` row-major then ``W`` row-major) -> ``(B, M, D)``."""
+    ``particles (M, 2 D k)`` (``U`` row-major then ``W`` row-major) -> ``(B, M, D)``.
+
+    ``activation``: a name of ``resolve_activation`` or an elementwise callable."""
+    dim = check_positive_int(dim, "dim")
+    block_width = check_positive_int(block_width, "block_width")
+    check_tensor(x, "x", shape=(None, dim))
+    check_tensor(particles, "particles", shape=(None, 2 * dim * block_width))
+    check_same_device(x=x, particles=particles)
+    if x.dtype != particles.dtype:
+        raise TypeError(f"x and particles must have one dtype, got {x.dtype} and {particles.dtype}")
+    activation = _checked_activation(resolve_activation(activation))
+    out = _block_outputs(x, particles, dim, block_width, activation)
+    return check_finite_result(out, "block outputs", hint="the activation overflows on these inputs")
+
+
+def _checked_activation(activation):
+    """Wrap a user's activation so that a wrong shape or a non-tensor is a clear error."""
+
+    def checked(t):
+        value = activation(t)
+        if not isinstance(value, torch.Tensor) or value.shape != t.shape:
+            shown = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"activation must act elementwise (same shape {tuple(t.shape)}), got {shown}")
+        return value
+
+    return checked
+
+
+def _block_outputs(x, particles, dim, block_width, activation):
     u = particles[:, : dim * block_width].reshape(-1, dim, block_width)
     w = particles[:, dim * block_width :].reshape(-1, block_width, dim)
     hidden = activation(torch.einsum("mkd,bd->bmk", w, x))
@@ -138,7 +177,7 @@ class MeanFieldResNet(nn.Module):
 
     def layer_field(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """``(1/M) sum_j f(x; theta_{layer, j})``, shape ``(B, D)``."""
-        return block_outputs(x, self.particles[layer], self.dim, self.block_width, self.activation).mean(1)
+        return _block_outputs(x, self.particles[layer], self.dim, self.block_width, self.activation).mean(1)
 
     def states(self, x: torch.Tensor) -> torch.Tensor:
         """All hidden states ``x_0 = x, ..., x_L``, shape ``(L + 1, B, D)``."""
@@ -228,7 +267,7 @@ def particle_velocity(
     activation = resolve_activation(activation)
     with torch.enable_grad():
         theta = particles.detach().requires_grad_(True)
-        objective = (block_outputs(states, theta, dim, block_width, activation) * adjoints[:, None, :]).sum()
+        objective = (_block_outputs(states, theta, dim, block_width, activation) * adjoints[:, None, :]).sum()
         (grad,) = torch.autograd.grad(objective, theta)
     return -grad
 
@@ -314,6 +353,13 @@ class GaussianBlockMeasure:
         return particles.to(dtype=resolve_dtype(dtype), device=resolve_device(device or "cpu"))
 
 
+def _checked_field(field, x: torch.Tensor):
+    """``field`` after one probe at ``(x, 0)``: it must return a finite tensor of ``x``'s shape."""
+    check_callable(field, "field")
+    check_field_value(field(x, 0.0), x, "field(x, t)")
+    return field
+
+
 def resnet_limit(
     field: Callable[[torch.Tensor, float], torch.Tensor],
     x: torch.Tensor,
@@ -323,8 +369,22 @@ def resnet_limit(
     rtol: float = 1e-9,
     atol: float = 1e-11,
 ) -> torch.Tensor:
-    """``X(1)`` (or the stack at ``save_at``) of ``dX/dt = field(X, t)``, ``X(0) = x``, by ``integrate``."""
-    return integrate(
+    """``X(1)`` (or the stack at ``save_at``) of ``dX/dt = field(X, t)``, ``X(0) = x``, by ``integrate``.
+
+    ``field(x, t)`` returns a tensor of ``x``'s shape; ``save_at``: non-decreasing times in [0, 1];
+    ``method``, ``steps``, ``rtol``, ``atol`` as in ``dlpde.shared.integrate``. A solution that
+    blows up is a ``NonFiniteResultError``.
+    """
+    check_tensor(x, "x")
+    method, steps, rtol, atol = check_integration(method, steps, rtol, atol)
+    if save_at is not None:
+        save_at = check_times(save_at, "save_at", 0.0, 1.0)
+    _checked_field(field, x)
+    return _resnet_limit(field, x, save_at, method, steps, rtol, atol)
+
+
+def _resnet_limit(field, x, save_at, method, steps, rtol, atol):
+    path = integrate(
         lambda t, y: field(y, t),
         x,
         0.0,
@@ -335,6 +395,7 @@ def resnet_limit(
         atol=atol,
         save_at=save_at,
     )
+    return check_finite_result(path, "ResNet limit X(t)", hint="the field blows up; try method='dopri5'")
 
 
 def resnet_limit_adjoint(
@@ -350,10 +411,16 @@ def resnet_limit_adjoint(
     """``(X, P)`` at the times ``save_at`` (increasing, in [0, 1]) for ``E = mean_b |X_b(1) - y_b|^2 / 2``.
 
     Forward ``dX/dt = F``, then the joint system ``(dX/dt, dP/dt) = (F, -(d_X F)^T P)`` backward from
-    ``(X(1), (X(1) - y) / B)`` to 0 (``d_X F^T P`` by a vector-Jacobian product).
+    ``(X(1), (X(1) - y) / B)`` to 0 (``d_X F^T P`` by a vector-Jacobian product). ``x`` and
+    ``target`` have shape ``(B, D)``; ``field(x, t)`` is differentiable in ``x`` and returns ``(B, D)``.
     """
-    times = [float(s) for s in save_at]
-    end = resnet_limit(field, x, method=method, steps=steps, rtol=rtol, atol=atol)
+    check_tensor(x, "x", dim=2)
+    check_tensor(target, "target", shape=tuple(x.shape))
+    check_same_device(x=x, target=target)
+    method, steps, rtol, atol = check_integration(method, steps, rtol, atol)
+    times = check_times(save_at, "save_at", 0.0, 1.0)
+    _checked_field(field, x)
+    end = _resnet_limit(field, x, None, method, steps, rtol, atol)
     batch, dim = x.shape
 
     def joint(t, y):
@@ -361,12 +428,16 @@ def resnet_limit_adjoint(
         with torch.enable_grad():
             probe = state.detach().requires_grad_(True)
             value = field(probe, t)
-            (vjp,) = torch.autograd.grad(value, probe, adjoint)
+            if not value.requires_grad:
+                raise ValueError("field(x, t) must be differentiable in x (its value does not depend on x)")
+            (vjp,) = torch.autograd.grad(value, probe, adjoint, allow_unused=True)
+        vjp = torch.zeros_like(probe) if vjp is None else vjp
         return torch.cat([value.detach(), -vjp], -1)
 
-    start = torch.cat([end, (end - target) / batch], -1)
+    start = torch.cat([end, (end - target.to(end)) / batch], -1)
     backward_times = [1.0, *sorted(times, reverse=True)]
     path = integrate(
         joint, start, 1.0, 0.0, method=method, steps=steps, rtol=rtol, atol=atol, save_at=backward_times
     )[1:].flip(0)
+    check_finite_result(path, "ResNet limit adjoint (X, P)", hint="the field blows up; try method='dopri5'")
     return path[..., :dim], path[..., dim:]
