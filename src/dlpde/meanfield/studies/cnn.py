@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from dlpde.shared import Study, make_generator, resolve_device
+from dlpde.shared import Study, check_positive, check_positive_int, make_generator, resolve_device
 from dlpde.shared.testing import convergence_order
 
 from .._dynamics import mean_field_gradient_flow
@@ -64,6 +64,8 @@ class Config:
             raise ValueError(f"save_times must increase from 0 to time={self.time}, got {self.save_times}")
         if self.train_size < 1 or self.test_size < 1 or self.steps < 1 or self.teacher_channels < 1:
             raise ValueError("train_size, test_size, steps and teacher_channels must be positive")
+        check_positive(self.teacher_scale, "teacher_scale")  # 0: constant teacher labels (std 0)
+        check_positive_int(self.linear_width, "linear_width")
 
 
 def _data(config, device, dtype):

@@ -22,12 +22,13 @@ cardinality ``M``. Measured:
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Literal
 
 import numpy as np
 import torch
 
-from dlpde.shared import Study, make_generator, resolve_device
+from dlpde.shared import Study, check_positive, check_positive_int, make_generator, resolve_device
 from dlpde.shared.testing import convergence_order
 
 from .._dynamics import mean_field_sgd
@@ -43,6 +44,7 @@ from ._plots import label_log_axis
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {"noise": (0,)}  # noise 0: noiseless blocks U = A(t) W
     dim: int = 4
     block_width: int = 2
     activation: Literal["tanh", "erf", "sigmoid"] = "tanh"
@@ -76,6 +78,19 @@ class Config:
     def __post_init__(self):
         if self.dim < 1 or self.block_width < 1:
             raise ValueError("dim and block_width must be positive")
+        # coupling_scale or teacher_scale 0 makes the mean field F = 0 (the limit is the identity),
+        # depth_step 0 makes every reordering the identity: refused, like negative values
+        for name in ("coupling_scale", "teacher_scale", "depth_step"):
+            check_positive(getattr(self, name), name)
+        check_positive(self.noise, "noise", allow_zero=True)
+        for name in ("inputs", "train_size", "test_size", "reorder_every"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("equal_blocks", "cardinalities"):
+            values = getattr(self, name)
+            if not values:
+                raise ValueError(f"{name} needs at least one entry")
+            for i, value in enumerate(values):
+                check_positive_int(value, f"{name}[{i}]")
         if len(self.depths) < 2 or len(self.widths) < 2 or min(self.depths + self.widths) < 1:
             raise ValueError("depths and widths need at least two positive entries each")
         if self.seeds < 2 or self.train_seeds < 1 or self.reorder_seeds < 1:

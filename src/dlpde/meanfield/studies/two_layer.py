@@ -23,12 +23,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from typing import Literal
 
 import numpy as np
 import torch
 
-from dlpde.shared import Study, make_generator, resolve_device, resolve_dtype
+from dlpde.shared import (
+    Study,
+    check_positive,
+    check_positive_int,
+    check_real,
+    make_generator,
+    resolve_device,
+    resolve_dtype,
+)
 from dlpde.shared.testing import convergence_order
 
 from .._activations import GaussianWellActivation
@@ -40,6 +49,10 @@ from ._plots import label_log_axis
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {
+        "offset": "any",  # the constant of sigma = offset - amplitude exp(-t^2 / 2 width^2)
+        "sgd_seeds": (0,),  # 0: no SGD arm (exact gradient flow only)
+    }
     dimension: int = 10
     delta: float = 0.5
     amplitude: float = 3.0
@@ -67,6 +80,11 @@ class Config:
     def __post_init__(self):
         if self.dimension < 2:
             raise ValueError(f"dimension must be >= 2, got {self.dimension}")
+        # amplitude > 0: the depth of the well (0 would make the activation constant)
+        for name in ("amplitude", "width", "initial_scale", "risk_tolerance"):
+            check_positive(getattr(self, name), name)
+        check_real(self.offset, "offset")
+        check_positive_int(self.hermite_terms, "hermite_terms")
         if not 0 < self.delta < 1:
             raise ValueError(f"delta must lie in (0, 1), got {self.delta}")
         if not (self.time > 0 and self.steps >= 1):
