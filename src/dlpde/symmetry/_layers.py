@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dlpde.shared import make_generator
+from dlpde.shared import check_positive_int, make_generator
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "silu": nn.SiLU, "gelu": nn.GELU, "softplus": nn.Softplus}
 
@@ -75,14 +75,8 @@ def mlp(sizes: Sequence[int], generator: torch.Generator, dtype: torch.dtype, ac
     return nn.Sequential(*layers)
 
 
-def check_sizes(name: str, sizes) -> tuple[int, ...]:
-    sizes = tuple(sizes)
-    if not all(isinstance(s, int) and s >= 1 for s in sizes):
-        raise ValueError(f"{name} must be a sequence of positive ints, got {sizes!r}")
-    return sizes
-
-
-def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
+def check_sizes(sizes, name: str) -> tuple[int, ...]:
+    """A sequence of positive ints (hidden widths), as a tuple."""
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+        raise TypeError(f"{name} must be a sequence of positive ints, got {sizes!r}")
+    return tuple(check_positive_int(s, f"each of {name}") for s in sizes)

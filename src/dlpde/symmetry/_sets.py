@@ -17,7 +17,9 @@ import math
 import torch
 from torch import nn
 
-from ._layers import as_generator, check_dtype, check_positive_int, linear, mlp, random_tensor
+from dlpde.shared.checks import check_positive_int
+
+from ._layers import as_generator, check_dtype, linear, mlp, random_tensor
 
 __all__ = ["DeepSets", "PowerSumEmbedding", "EquivariantLayer", "AttentionPooling"]
 
@@ -101,8 +103,8 @@ class PowerSumEmbedding(nn.Module):
 
     def __init__(self, dim: int, n_points: int):
         super().__init__()
-        self.dim = check_positive_int("dim", dim)
-        self.n_points = check_positive_int("n_points", n_points)
+        self.dim = check_positive_int(dim, "dim")
+        self.n_points = check_positive_int(n_points, "n_points")
         self.register_buffer("exponents", _exponents(self.dim, self.n_points), persistent=False)
 
     @property
@@ -133,8 +135,8 @@ class EquivariantLayer(nn.Module):
         super().__init__()
         if pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}, got {pooling!r}")
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("out_channels", out_channels)
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(out_channels, "out_channels")
         generator, dtype = as_generator(generator), check_dtype(dtype)
         self.pooling = pooling
         self.individual = linear(in_channels, out_channels, generator, dtype)  # Lambda and b
@@ -157,9 +159,9 @@ class AttentionPooling(nn.Module):
     def __init__(self, features: int, n_heads: int = 4, n_seeds: int = 1, generator=0,
                  dtype: torch.dtype = torch.float64):
         super().__init__()
-        check_positive_int("features", features)
-        check_positive_int("n_heads", n_heads)
-        check_positive_int("n_seeds", n_seeds)
+        check_positive_int(features, "features")
+        check_positive_int(n_heads, "n_heads")
+        check_positive_int(n_seeds, "n_seeds")
         if features % n_heads:
             raise ValueError(f"features ({features}) must be divisible by n_heads ({n_heads})")
         generator, dtype = as_generator(generator), check_dtype(dtype)

@@ -32,8 +32,9 @@ import torch
 from torch import nn
 
 from dlpde.shared.autodiff import group_mean
+from dlpde.shared.checks import check_int, check_positive_int
 
-from ._layers import as_generator, check_dtype, check_positive_int, check_sizes, linear, mlp, random_tensor
+from ._layers import as_generator, check_dtype, check_sizes, linear, mlp, random_tensor
 from ._sets import EquivariantLayer
 
 __all__ = ["SlaterJastrow", "BackflowDeterminant", "VandermondeAnsatz", "ExplicitAntisymmetrizer",
@@ -72,9 +73,9 @@ class _System(nn.Module):
 
     def __init__(self, n_up: int, n_down: int, dim: int, envelope: str, centers, decays, dtype):
         super().__init__()
-        check_positive_int("n_up", n_up, 0)
-        check_positive_int("n_down", n_down, 0)
-        check_positive_int("dim", dim)
+        check_int(n_up, "n_up", minimum=0)
+        check_int(n_down, "n_down", minimum=0)
+        check_positive_int(dim, "dim")
         if n_up + n_down < 1:
             raise ValueError("there must be at least one particle")
         if envelope not in _ENVELOPES:
@@ -210,7 +211,7 @@ class _NeuralJastrow(nn.Module):
 
     def __init__(self, system: _System, hidden: Sequence[int], generator, dtype):
         super().__init__()
-        hidden = check_sizes("jastrow_hidden", hidden)
+        hidden = check_sizes(hidden, "jastrow_hidden")
         m = system.n_centers
         width = hidden[-1]
         self.has_pairs = system.n_particles > 1
@@ -274,8 +275,8 @@ class HermiteFunctions(nn.Module):
 
     def __init__(self, dim: int, max_degree: int, length: float = 1.0):
         super().__init__()
-        self.dim = check_positive_int("dim", dim)
-        self.max_degree = check_positive_int("max_degree", max_degree, 0)
+        self.dim = check_positive_int(dim, "dim")
+        self.max_degree = check_int(max_degree, "max_degree", minimum=0)
         if not (length > 0 and math.isfinite(length)):
             raise ValueError(f"length must be positive and finite, got {length}")
         self.length = float(length)
@@ -349,13 +350,13 @@ class SlaterJastrow(_DeterminantAnsatz):
                  generator=0, dtype: torch.dtype = torch.float64):
         super().__init__(n_up, n_down, dim, envelope, centers, decays, dtype)
         generator = as_generator(generator)
-        self.n_determinants = check_positive_int("n_determinants", n_determinants)
+        self.n_determinants = check_positive_int(n_determinants, "n_determinants")
         self.log_factor = _check_log_factor(log_factor)
         n_columns = n_determinants * self.n_particles
         if isinstance(orbitals, str):
             if orbitals != "mlp":
                 raise ValueError(f"orbitals must be 'mlp' or a basis module, got {orbitals!r}")
-            self.orbital_network = mlp([self.one_body_width, *check_sizes("hidden", hidden), n_columns],
+            self.orbital_network = mlp([self.one_body_width, *check_sizes(hidden, "hidden"), n_columns],
                                        generator, dtype)
             self.orbital_envelope = _OrbitalEnvelope(n_columns, self.initial_decays, dtype)
             self.basis = None
@@ -405,10 +406,10 @@ class BackflowDeterminant(_DeterminantAnsatz):
         super().__init__(n_up, n_down, dim, envelope, centers, decays, dtype)
         generator = as_generator(generator)
         self.log_factor = _check_log_factor(log_factor)
-        self.n_determinants = check_positive_int("n_determinants", n_determinants)
-        check_positive_int("one_body_width", one_body_width)
-        check_positive_int("two_body_width", two_body_width)
-        self.n_layers = check_positive_int("n_layers", n_layers)
+        self.n_determinants = check_positive_int(n_determinants, "n_determinants")
+        check_positive_int(one_body_width, "one_body_width")
+        check_positive_int(two_body_width, "two_body_width")
+        self.n_layers = check_positive_int(n_layers, "n_layers")
         self.n_species = int(n_up > 0) + int(n_down > 0)
         one, two = self.one_body_width, dim + 1
         self.one_body_layers, self.two_body_layers = nn.ModuleList(), nn.ModuleList()
@@ -422,7 +423,7 @@ class BackflowDeterminant(_DeterminantAnsatz):
         self.orbital_layer = linear(one_body_width, n_columns, generator, dtype)
         self.orbital_envelope = _OrbitalEnvelope(n_columns, self.initial_decays, dtype)
         self.cusp = _pair_cusp(self, cusp, dtype)
-        jastrow_hidden = check_sizes("jastrow_hidden", jastrow_hidden)
+        jastrow_hidden = check_sizes(jastrow_hidden, "jastrow_hidden")
         self.jastrow = _NeuralJastrow(self, jastrow_hidden, generator, dtype) if jastrow_hidden else None
 
     def _species_means(self, h: torch.Tensor, dim: int) -> list[torch.Tensor]:
@@ -514,9 +515,9 @@ class VandermondeAnsatz(_System):
                  dtype: torch.dtype = torch.float64):
         super().__init__(n_up, n_down, dim, envelope, centers, decays, dtype)
         generator = as_generator(generator)
-        check_positive_int("n_terms", n_terms)
-        check_positive_int("width", width)
-        check_positive_int("depth", depth, 0)
+        check_positive_int(n_terms, "n_terms")
+        check_positive_int(width, "width")
+        check_int(depth, "depth", minimum=0)
         for name, value in (("features", features), ("log_symmetric", log_symmetric)):
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable or None")
@@ -540,7 +541,7 @@ class VandermondeAnsatz(_System):
         """``psi = prod_{i<j} (x_j - x_i) exp(-omega sum_i x_i^2 / 2)``: the ground state of
         ``n_particles`` spin-polarised fermions in the 1-D trap ``omega^2 x^2 / 2``, energy
         ``omega N^2 / 2`` (no parameters)."""
-        check_positive_int("n_particles", n_particles, 2)
+        check_int(n_particles, "n_particles", minimum=2)
         return cls(n_particles, 0, 1, features=lambda x: x[..., 0],
                    log_symmetric=lambda x: -0.5 * omega * (x**2).sum((1, 2)), dtype=dtype)
 
@@ -614,7 +615,7 @@ class ExplicitAntisymmetrizer(_System):
         self.register_buffer("permutations", torch.tensor(perms, dtype=torch.long), persistent=False)
         self.register_buffer("parities", torch.tensor(parities, dtype=dtype), persistent=False)
         self.network = network if network is not None else mlp(
-            [self.n_particles * self.n_centers * dim, *check_sizes("hidden", hidden), 1], generator, dtype)
+            [self.n_particles * self.n_centers * dim, *check_sizes(hidden, "hidden"), 1], generator, dtype)
         self.decay = nn.Parameter(self.initial_decays.to(dtype))
         self.uses_default_network = network is None
         self.cusp = _pair_cusp(self, cusp, dtype)
