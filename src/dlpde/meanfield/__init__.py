@@ -10,7 +10,9 @@ trained with mean-field time scaling (``mean_field_gradient_flow``, ``mean_field
   finite network and the radially symmetric reduction ``solve_radial_limit``;
 - ``MeanFieldResNet`` (ResNet / ResNeXt), the depth ODE ``resnet_limit``, its adjoint
   ``resnet_limit_adjoint``, the Wasserstein velocity ``particle_velocity``, block reordering, and
-  ``GaussianBlockMeasure`` (a block law with a closed-form mean field).
+  ``GaussianBlockMeasure`` (a block law with a closed-form mean field);
+- ``coordinate_check``: on any model family, how activations, their updates and the empirical
+  NTK scale with width, and the regime (lazy/NTK, mean-field, unstable, trivial) it implies.
 """
 
 from ._activations import GaussianWellActivation, PiecewiseLinearActivation, resolve_activation
@@ -23,6 +25,7 @@ from ._isotropic import (
     sphere_moments,
 )
 from ._linear_closure import LinearMomentClosure
+from ._regime import PARAMETERIZATIONS, REGIMES, CoordinateCheck, coordinate_check
 from ._resnet import (
     GaussianBlockMeasure,
     MeanFieldResNet,
@@ -55,4 +58,8 @@ __all__ = [
     "particle_velocity",
     "resnet_limit",
     "resnet_limit_adjoint",
+    "coordinate_check",
+    "CoordinateCheck",
+    "PARAMETERIZATIONS",
+    "REGIMES",
 ]
