@@ -8,9 +8,12 @@ One description gives three things:
   to those as the widths grow;
 - ``to_stax(spec)``: the equivalent neural-tangents model (for cross-checks).
 
-Layers: ``Dense``, ``Conv`` (1-D/2-D, 'SAME'/'VALID'/'CIRCULAR'), ``Relu``, ``LeakyRelu``,
-``Erf``, ``Elementwise`` (any activation, Gauss-Hermite quadrature), ``AvgPool``,
-``GlobalAvgPool``, ``Flatten``, ``Identity``, ``FanOut``/``Parallel``/``FanInSum`` (residual
+Layers: ``Dense``, ``Conv`` (1-D/2-D, 'SAME'/'VALID'/'CIRCULAR'); activations with closed-form
+kernels ``Relu``, ``LeakyRelu``, ``ABRelu``, ``Abs``, ``Sign``, ``Erf``, ``Sigmoid_like``, ``Gelu``,
+``Sin``, ``Cos``, ``Rbf``, ``Exp``, ``Gaussian``, ``Hermite``; ``Elementwise`` (any activation,
+Gauss-Hermite quadrature; ``ElementwiseNumerical`` is the same layer under neural-tangents' name);
+``LayerNorm``, ``Dropout`` (inference); ``AvgPool``, ``SumPool``, ``GlobalAvgPool``,
+``GlobalSumPool``, ``Flatten``, ``Identity``, ``FanOut``/``Parallel``/``FanInSum`` (residual
 blocks), composed with ``Serial``.
 
 Conventions (those of neural-tangents): inputs are ``(N, d)`` for fully connected networks and
@@ -38,12 +41,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dlpde.shared import check_choice, check_positive, check_positive_int, check_tensor, make_generator
+from dlpde.shared import (
+    check_callable,
+    check_choice,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_probability,
+    check_real,
+    check_tensor,
+    make_generator,
+)
 
 __all__ = [
-    "Layer", "Dense", "Conv", "Relu", "LeakyRelu", "Erf", "Elementwise", "AvgPool",
-    "GlobalAvgPool", "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial",
-    "analytic_kernels", "build_network", "to_stax",
+    "Layer", "Dense", "Conv", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf", "Sigmoid_like",
+    "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise", "ElementwiseNumerical",
+    "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool", "Flatten",
+    "Identity", "FanOut", "Parallel", "FanInSum", "Serial", "analytic_kernels", "build_network",
+    "to_stax",
 ]
 
 Padding = Literal["SAME", "VALID", "CIRCULAR"]
@@ -84,7 +99,8 @@ class _State:
     ``ntk is None`` means the NTK is identically zero (before the first affine layer), or not
     wanted (``track_ntk`` False). The tensors belong to the state: layers update them in place.
     ``channels`` is the current number of channels of the finite network (used by the standard
-    parameterisation)."""
+    parameterisation). ``gaussian``: the pre-activations are Gaussian in the limit (after an
+    affine layer and linear ones; not after an activation), as ``LayerNorm`` needs."""
 
     nngp: torch.Tensor
     ntk: torch.Tensor | None
@@ -93,6 +109,7 @@ class _State:
     pairs: bool
     tape: _Tape
     track_ntk: bool = True
+    gaussian: bool = False
 
     def replace(self, **changes) -> _State:
         return dataclasses.replace(self, **changes)
@@ -154,17 +171,19 @@ class Layer:
         raise NotImplementedError
 
 
-def _check_std(name, value, allow_none=False):
-    if value is None and allow_none:
+def _set_real(layer, field, name, **bounds):
+    """Check a real field of a frozen layer with ``check_real`` and store it as a float."""
+    object.__setattr__(layer, field, check_real(getattr(layer, field), name, **bounds))
+
+
+def _check_std(layer, field, name, allow_none=False):
+    if getattr(layer, field) is None and allow_none:
         return
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a non-negative finite number{' or None' if allow_none else ''}, "
-                         f"got {value!r}")
+    _set_real(layer, field, name, minimum=0.0)
 
 
 def _check_parameterization(value):
-    if value not in ("ntk", "standard"):
-        raise ValueError(f"parameterization must be 'ntk' or 'standard', got {value!r}")
+    check_choice(value, "parameterization", ("ntk", "standard"))
 
 
 def _normal(shape, generator, dtype, device, std=1.0):
@@ -221,7 +240,7 @@ def _affine_update(state, layer, base, base_ntk, fan_in, scale, spatial, channel
             ntk = base.clone()
         else:
             ntk = base_ntk.mul_(w2).add_(base) if w2 != 1.0 else base_ntk.add_(base)
-    return state.replace(nngp=base, ntk=ntk, spatial=tuple(spatial), channels=channels)
+    return state.replace(nngp=base, ntk=ntk, spatial=tuple(spatial), channels=channels, gaussian=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,10 +259,9 @@ class Dense(Layer):
     parameterization: Parameterization = "ntk"
 
     def __post_init__(self):
-        if not isinstance(self.out_dim, int) or self.out_dim < 1:
-            raise ValueError(f"Dense: out_dim must be a positive int, got {self.out_dim!r}")
-        _check_std("Dense: W_std", self.W_std)
-        _check_std("Dense: b_std", self.b_std, allow_none=True)
+        object.__setattr__(self, "out_dim", check_positive_int(self.out_dim, "Dense: out_dim"))
+        _check_std(self, "W_std", "Dense: W_std")
+        _check_std(self, "b_std", "Dense: b_std", allow_none=True)
         _check_parameterization(self.parameterization)
 
     def kernel(self, state):
@@ -403,12 +421,10 @@ class Conv(Layer):
     parameterization: Parameterization = "ntk"
 
     def __post_init__(self):
-        if not isinstance(self.out_chan, int) or self.out_chan < 1:
-            raise ValueError(f"Conv: out_chan must be a positive int, got {self.out_chan!r}")
-        if self.padding not in ("SAME", "VALID", "CIRCULAR"):
-            raise ValueError(f"Conv: padding must be 'SAME', 'VALID' or 'CIRCULAR', got {self.padding!r}")
-        _check_std("Conv: W_std", self.W_std)
-        _check_std("Conv: b_std", self.b_std, allow_none=True)
+        object.__setattr__(self, "out_chan", check_positive_int(self.out_chan, "Conv: out_chan"))
+        check_choice(self.padding, "Conv: padding", ("SAME", "VALID", "CIRCULAR"))
+        _check_std(self, "W_std", "Conv: W_std")
+        _check_std(self, "b_std", "Conv: b_std", allow_none=True)
         _check_parameterization(self.parameterization)
 
     def _shapes(self, d):
@@ -465,18 +481,6 @@ def _correlation(c, q1, q2):
     return (c / norm).clamp(-1.0, 1.0), norm
 
 
-def relu_expectations(c, q1, q2):
-    """Arc-cosine kernel (Cho & Saul 2009): for ``(u, v)`` Gaussian with variances ``q1, q2``,
-    covariance ``c``, ``theta = arccos(c / sqrt(q1 q2))``:
-    ``E[relu(u) relu(v)] = sqrt(q1 q2) (sin theta + (pi - theta) cos theta) / (2 pi)``,
-    ``E[1(u>0) 1(v>0)] = (pi - theta) / (2 pi)``."""
-    rho, norm = _correlation(c, q1, q2)
-    theta = torch.arccos(rho)
-    sin = torch.sqrt((1 - rho * rho).clamp_min(0))
-    value = norm * (sin + (math.pi - theta) * rho) / (2 * math.pi)
-    return value, (math.pi - theta) / (2 * math.pi)
-
-
 class _ActivationModule(nn.Module):
     def __init__(self, function):
         super().__init__()
@@ -488,7 +492,11 @@ class _ActivationModule(nn.Module):
 
 class _Activation(Layer):
     """Elementwise layer: subclasses give ``function`` (torch) and ``expectations(c, q1, q2)
-    -> (E[phi(u) phi(v)], E[phi'(u) phi'(v)])``."""
+    -> (E[phi(u) phi(v)], E[phi'(u) phi'(v)])`` (``None`` for the second: ``phi' = 0`` almost
+    everywhere). ``temporaries``: block-sized tensors the step holds beyond its input and output
+    (for the ``max_memory`` bound)."""
+
+    temporaries = 3
 
     def function(self, x):  # pragma: no cover - interface
         raise NotImplementedError
@@ -500,63 +508,132 @@ class _Activation(Layer):
         """``(Sigma', Theta')`` from the input NNGP ``nngp`` (may be overwritten), NTK ``ntk``
         (``None``: zero or not wanted; may be overwritten) and the broadcastable variances."""
         value, derivative = self.expectations(nngp, q1, q2)
-        return value, None if ntk is None else ntk.mul_(derivative)
+        if ntk is None or derivative is None:
+            return value, None
+        return value, ntk.mul_(derivative)
 
     def kernel(self, state):
         q1, q2 = _variances(state)
         nngp, ntk = self.update(state.nngp, state.ntk, q1, q2)
-        return state.replace(nngp=nngp, ntk=ntk)
+        return state.replace(nngp=nngp, ntk=ntk, gaussian=False)
 
     def build(self, in_shape, generator, dtype, device):
         return _ActivationModule(self.function), tuple(in_shape)
 
 
-@dataclasses.dataclass(frozen=True)
-class Relu(_Activation):
-    """``phi(x) = max(x, 0)``; arc-cosine kernels (Cho & Saul 2009)."""
+class _PiecewiseLinear(_Activation):
+    """``phi(x) = a min(x, 0) + b max(x, 0)`` with slopes ``(a, b) = self.slopes()``. With
+    ``rho = C / sqrt(q1 q2) = cos(theta)`` (Cho & Saul 2009; neural-tangents' ``ABRelu``):
+    ``E[phi' phi'] = D = (a^2 + b^2)/2 - (a - b)^2 theta / (2 pi)``,
+    ``E[phi phi] = D C + (a - b)^2 sqrt(q1 q2 - C^2) / (2 pi)``. ReLU: ``a, b = 0, 1``."""
+
+    temporaries = 2
+
+    def slopes(self) -> tuple[float, float]:  # pragma: no cover - interface
+        raise NotImplementedError
 
     def function(self, x):
-        return torch.relu(x)
-
-    def expectations(self, c, q1, q2):
-        return relu_expectations(c, q1, q2)
+        a, b = self.slopes()
+        return a * torch.clamp(x, max=0) + b * torch.clamp(x, min=0)
 
     def update(self, nngp, ntk, q1, q2):
-        # the arc-cosine step fused in place, three block-sized temporaries: norm = sqrt(q1 q2),
-        # rho = Sigma / norm, D = (pi - theta) / (2 pi): Theta' = D Theta,
-        # Sigma' = D Sigma + norm sqrt(1 - rho^2) / (2 pi)   (rho = 1 exactly where q1 = q2 = Sigma)
+        # fused in place, three block-sized temporaries: norm = sqrt(q1 q2), rho = Sigma / norm,
+        # D: Theta' = D Theta, Sigma' = D Sigma + k norm sqrt(1 - rho^2), k = (a - b)^2 / (2 pi)
+        # (rho = 1 exactly where q1 = q2 = Sigma)
+        a, b = self.slopes()
+        k = (a - b) ** 2 / (2 * math.pi)
         norm = torch.mul(q1, q2).sqrt_().clamp_min_(torch.finfo(nngp.dtype).tiny)
         rho = torch.div(nngp, norm).clamp_(-1.0, 1.0)
         sine = torch.addcmul(rho.new_ones(()), rho, rho, value=-1.0).clamp_min_(0.0).sqrt_().mul_(norm)
         del norm
-        derivative = rho.arccos_().mul_(-1.0 / (2 * math.pi)).add_(0.5)
+        derivative = rho.arccos_().mul_(-k).add_((a * a + b * b) / 2)
         if ntk is not None:
             ntk.mul_(derivative)
-        nngp.mul_(derivative).add_(sine, alpha=1.0 / (2 * math.pi))
+        nngp.mul_(derivative).add_(sine, alpha=k)
         return nngp, ntk
+
+
+@dataclasses.dataclass(frozen=True)
+class Relu(_PiecewiseLinear):
+    """``phi(x) = max(x, 0)``; arc-cosine kernels (Cho & Saul 2009):
+    ``E[phi phi] = sqrt(q1 q2) (sin theta + (pi - theta) cos theta) / (2 pi)``,
+    ``E[phi' phi'] = (pi - theta) / (2 pi)``."""
+
+    def slopes(self):
+        return 0.0, 1.0
+
+    def function(self, x):
+        return torch.relu(x)
 
     def to_stax(self, stax):
         return stax.Relu()
 
 
 @dataclasses.dataclass(frozen=True)
-class LeakyRelu(_Activation):
-    """``phi(x) = max(x, a x)`` with slope ``a = negative_slope``. With ``R, D`` the ReLU
-    expectations: ``E[phi phi] = ((1+a)^2/4) c + ((1-a)^2/4)(4R - c)`` (from
-    ``phi = (1+a)/2 x + (1-a)/2 |x|``), ``E[phi' phi'] = a + (1-a)^2 D``."""
+class LeakyRelu(_PiecewiseLinear):
+    """``phi(x) = max(x, a x)`` with slope ``a = negative_slope`` (``ABRelu(a, 1)``)."""
 
     negative_slope: float = 0.01
+
+    def __post_init__(self):
+        _set_real(self, "negative_slope", "LeakyRelu: negative_slope")
+
+    def slopes(self):
+        return self.negative_slope, 1.0
 
     def function(self, x):
         return F.leaky_relu(x, self.negative_slope)
 
-    def expectations(self, c, q1, q2):
-        a = self.negative_slope
-        value, derivative = relu_expectations(c, q1, q2)
-        return ((1 + a) ** 2 / 4) * c + ((1 - a) ** 2 / 4) * (4 * value - c), a + (1 - a) ** 2 * derivative
-
     def to_stax(self, stax):
         return stax.LeakyRelu(self.negative_slope)
+
+
+@dataclasses.dataclass(frozen=True)
+class ABRelu(_PiecewiseLinear):
+    """``phi(x) = a min(x, 0) + b max(x, 0)`` (neural-tangents' ``ABRelu``)."""
+
+    a: float
+    b: float
+
+    def __post_init__(self):
+        _set_real(self, "a", "ABRelu: a")
+        _set_real(self, "b", "ABRelu: b")
+
+    def slopes(self):
+        return self.a, self.b
+
+    def to_stax(self, stax):
+        return stax.ABRelu(self.a, self.b)
+
+
+@dataclasses.dataclass(frozen=True)
+class Abs(_PiecewiseLinear):
+    """``phi(x) = |x|`` (``ABRelu(-1, 1)``): ``E[phi' phi'] = 1 - 2 theta / pi``."""
+
+    def slopes(self):
+        return -1.0, 1.0
+
+    def function(self, x):
+        return torch.abs(x)
+
+    def to_stax(self, stax):
+        return stax.Abs()
+
+
+@dataclasses.dataclass(frozen=True)
+class Sign(_Activation):
+    """``phi(x) = sign(x)``: ``E[phi phi] = (2 / pi) arcsin(rho)``; ``phi' = 0`` almost everywhere,
+    so the layer's NTK is zero (as neural-tangents and as autograd through the finite network)."""
+
+    def function(self, x):
+        return torch.sign(x)
+
+    def expectations(self, c, q1, q2):
+        rho, _ = _correlation(c, q1, q2)
+        return rho.arcsin_().mul_(2 / math.pi), None
+
+    def to_stax(self, stax):
+        return stax.Sign()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -568,6 +645,10 @@ class Erf(_Activation):
     a: float = 1.0
     b: float = 1.0
     c: float = 0.0
+
+    def __post_init__(self):
+        for name in ("a", "b", "c"):
+            _set_real(self, name, f"Erf: {name}")
 
     def function(self, x):
         return self.a * torch.erf(self.b * x) + self.c
@@ -582,6 +663,193 @@ class Erf(_Activation):
 
     def to_stax(self, stax):
         return stax.Erf(self.a, self.b, self.c)
+
+
+def Sigmoid_like() -> Erf:  # noqa: N802 - neural-tangents' name
+    """``phi(x) = erf(x / 2.4020563531719796) / 2 + 1/2``, close to the logistic sigmoid (least
+    squares on [-5, 5]): ``Erf(0.5, 1 / 2.4020563531719796, 0.5)`` as neural-tangents."""
+    return Erf(0.5, 1 / 2.4020563531719796, 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gelu(_Activation):
+    """``phi(x) = x Phi(x)`` (exact GELU, ``Phi`` the standard normal CDF). Tsuchida et al. (2020),
+    as neural-tangents: with ``P = q1 q2``, ``P1 = (1 + q1)(1 + q2)``, ``delta = sqrt(P1 - C^2)``,
+    ``alpha = arctan2(C, delta)``:
+    ``E[phi phi] = C/4 + ((C^2 + P delta^2) / (P1 delta) + C alpha) / (2 pi)``,
+    ``E[phi' phi'] = 1/4 + alpha / (2 pi) + C (1/delta^2 + (1 - P)/P1 + 1) / (2 pi delta)``."""
+
+    temporaries = 5
+
+    def function(self, x):
+        return F.gelu(x)
+
+    def expectations(self, c, q1, q2):
+        product, product_plus_1 = q1 * q2, (1 + q1) * (1 + q2)
+        delta_squared = (product_plus_1 - c * c).clamp_min_(0.0)
+        delta = delta_squared.sqrt()
+        angle = torch.atan2(c, delta)
+        value = ((c * c + product * delta_squared) / (product_plus_1 * delta) + c * angle) / (2 * math.pi)
+        value.add_(c, alpha=0.25)
+        derivative = (1 / delta_squared + (1 - product) / product_plus_1 + 1).mul_(c / delta / (2 * math.pi))
+        derivative.add_(angle, alpha=1 / (2 * math.pi)).add_(0.25)
+        return value, derivative
+
+    def to_stax(self, stax):
+        return stax.Gelu(approximate=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sin(_Activation):
+    """``phi(x) = a sin(b x + c)``: with ``s = q1 + q2``,
+    ``E[phi phi] = (a^2/2) (exp(-b^2 (s/2 - C)) - cos(2c) exp(-b^2 (s/2 + C)))``,
+    ``E[phi' phi'] = (a^2 b^2/2) (exp(-b^2 (s/2 - C)) + cos(2c) exp(-b^2 (s/2 + C)))``."""
+
+    a: float = 1.0
+    b: float = 1.0
+    c: float = 0.0
+
+    def __post_init__(self):
+        for name in ("a", "b", "c"):
+            _set_real(self, name, f"{type(self).__name__}: {name}")
+
+    def _phase(self):
+        return self.c
+
+    def function(self, x):
+        return self.a * torch.sin(self.b * x + self._phase())
+
+    def expectations(self, c, q1, q2):
+        b2, half = self.b**2, self.a**2 / 2
+        half_sum = (q1 + q2) / 2
+        same = torch.exp(b2 * (c - half_sum))
+        opposite = torch.exp(-b2 * (c + half_sum)).mul_(math.cos(2 * self._phase()))
+        return half * (same - opposite), (half * b2) * (same + opposite)
+
+    def to_stax(self, stax):
+        return stax.Sin(self.a, self.b, self.c)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cos(Sin):
+    """``phi(x) = a cos(b x + c) = a sin(b x + c + pi/2)`` (kernels of ``Sin`` with that phase)."""
+
+    def _phase(self):
+        return self.c + math.pi / 2
+
+    def function(self, x):
+        return self.a * torch.cos(self.b * x + self.c)
+
+    def to_stax(self, stax):
+        return stax.Cos(self.a, self.b, self.c)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rbf(_Activation):
+    """``phi(x) = sqrt(2) sin(sqrt(2 gamma) x + pi/4)``, whose NNGP is the RBF kernel
+    ``exp(-gamma (q1 + q2 - 2 C))``; ``E[phi' phi'] = 2 gamma exp(-gamma (q1 + q2 - 2 C))``."""
+
+    gamma: float = 1.0
+
+    def __post_init__(self):
+        _set_real(self, "gamma", "Rbf: gamma", minimum=0.0, strict_minimum=True)
+
+    def function(self, x):
+        return math.sqrt(2) * torch.sin(math.sqrt(2 * self.gamma) * x + math.pi / 4)
+
+    def expectations(self, c, q1, q2):
+        value = torch.exp(self.gamma * (2 * c - q1 - q2))
+        return value, 2 * self.gamma * value
+
+    def to_stax(self, stax):
+        return stax.Rbf(self.gamma)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exp(_Activation):
+    """``phi(x) = a exp(b x)``: ``E[phi phi] = a^2 exp(b^2 ((q1 + q2)/2 + C))``,
+    ``E[phi' phi'] = b^2 E[phi phi]``."""
+
+    a: float = 1.0
+    b: float = 1.0
+
+    def __post_init__(self):
+        _set_real(self, "a", "Exp: a")
+        _set_real(self, "b", "Exp: b")
+
+    def function(self, x):
+        return self.a * torch.exp(self.b * x)
+
+    def expectations(self, c, q1, q2):
+        value = torch.exp(self.b**2 * ((q1 + q2) / 2 + c)).mul_(self.a**2)
+        return value, self.b**2 * value
+
+    def to_stax(self, stax):
+        return stax.Exp(self.a, self.b)
+
+
+@dataclasses.dataclass(frozen=True)
+class Gaussian(_Activation):
+    """``phi(x) = a exp(b x^2)``: with ``det = (1 - 2b q1)(1 - 2b q2) - 4 b^2 C^2``,
+    ``E[phi phi] = a^2 / sqrt(det)``, ``E[phi' phi'] = 4 a^2 b^2 C / det^(3/2)``. Finite only
+    while ``1 - 4 b q > 0`` for every variance ``q`` met (always for ``b <= 0``)."""
+
+    a: float = 1.0
+    b: float = -1.0
+
+    def __post_init__(self):
+        _set_real(self, "a", "Gaussian: a")
+        _set_real(self, "b", "Gaussian: b")
+
+    def function(self, x):
+        return self.a * torch.exp(self.b * x * x)
+
+    def expectations(self, c, q1, q2):
+        b = self.b
+        if b > 0 and float(torch.max(q1.max(), q2.max())) * 4 * b >= 1:
+            raise ValueError(f"Gaussian(b={b}): E[phi^2] is infinite for pre-activation variances "
+                             f">= 1/(4b) = {1 / (4 * b):g}; make b smaller or the variances smaller")
+        root = ((1 - 2 * b * q1) * (1 - 2 * b * q2) - 4 * b * b * c * c).clamp_min_(0.0).sqrt_()
+        value = (self.a**2) / root
+        return value, (4 * b * b) * c * value / (root * root)
+
+    def to_stax(self, stax):
+        return stax.Gaussian(self.a, self.b)
+
+
+@dataclasses.dataclass(frozen=True)
+class Hermite(_Activation):
+    """Normalised probabilists' Hermite polynomial ``phi = He_n / sqrt(n!)`` (``n = degree``).
+    For unit-variance pre-activations (``q1 = q2 = 1``; e.g. after ``LayerNorm``):
+    ``E[phi phi] = C^n``, ``E[phi' phi'] = n C^(n-1)`` (``phi' = sqrt(n) He_(n-1)/sqrt((n-1)!)``),
+    as neural-tangents. Other variances are refused (the formula would be wrong there)."""
+
+    degree: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "degree", check_int(self.degree, "Hermite: degree", minimum=0))
+
+    def function(self, x):
+        previous, current = torch.ones_like(x), x
+        if self.degree == 0:
+            return previous
+        for k in range(1, self.degree):
+            previous, current = current, x * current - k * previous
+        return current / math.sqrt(math.factorial(self.degree))
+
+    def expectations(self, c, q1, q2):
+        for q in (q1, q2):
+            if float((q - 1).abs().max()) > 1e-6:
+                raise ValueError("Hermite assumes unit-variance pre-activations (put LayerNorm or a "
+                                 "W_std=1, b_std=0 Dense layer on unit-norm inputs before it); got "
+                                 f"variances in [{float(q.min()):g}, {float(q.max()):g}]")
+        n = self.degree
+        if n == 0:
+            return torch.ones_like(c), None
+        return c.pow(n), n * c.pow(n - 1)
+
+    def to_stax(self, stax):
+        return stax.Hermite(self.degree)
 
 
 _NAMED = {
@@ -616,13 +884,11 @@ class Elementwise(_Activation):
     degree: int = 48
 
     def __post_init__(self):
-        if isinstance(self.function_name, str) and self.function_name not in _NAMED:
-            raise ValueError(f"Elementwise: function must be one of {sorted(_NAMED)} or a callable, "
-                             f"got {self.function_name!r}")
-        if not isinstance(self.function_name, str) and not callable(self.function_name):
-            raise TypeError("Elementwise: function must be a name or a callable")
-        if not isinstance(self.degree, int) or self.degree < 2:
-            raise ValueError(f"Elementwise: degree must be an int >= 2, got {self.degree!r}")
+        if isinstance(self.function_name, str):
+            check_choice(self.function_name, "Elementwise: function", sorted(_NAMED))
+        else:
+            check_callable(self.function_name, "Elementwise: function")
+        object.__setattr__(self, "degree", check_int(self.degree, "Elementwise: degree", minimum=2))
 
     def function(self, x):
         fn = _NAMED[self.function_name][0] if isinstance(self.function_name, str) else self.function_name
@@ -661,6 +927,76 @@ class Elementwise(_Activation):
         return stax.ElementwiseNumerical(_jax_function(self.function_name), deg=self.degree)
 
 
+# neural-tangents' name for the same layer (its ``stax.Elementwise`` takes a closed-form NNGP instead)
+ElementwiseNumerical = Elementwise
+
+
+class _LayerNormModule(nn.Module):
+    def __init__(self, eps):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x):
+        centred = x - x.mean(dim=1, keepdim=True)
+        return centred / torch.sqrt(self.eps + centred.square().mean(dim=1, keepdim=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerNorm(Layer):
+    """Normalisation over the channels (features) at each position:
+    ``h = (z - mean_c z) / sqrt(eps + var_c z)`` (neural-tangents' ``LayerNorm`` with its default
+    ``axis=-1``, the channel axis). For Gaussian ``z`` (after ``Dense``/``Conv``) the infinite-width
+    kernels are ``Sigma' = Sigma / sqrt((eps + q1)(eps + q2))``, ``Theta' = Theta /
+    sqrt((eps + q1)(eps + q2))`` (``q`` the variances ``Sigma(x, x)[s, s]``)."""
+
+    eps: float = 1e-12
+    temporaries = 1
+
+    def __post_init__(self):
+        _set_real(self, "eps", "LayerNorm: eps", minimum=0.0)
+
+    def kernel(self, state):
+        if not state.gaussian:
+            raise ValueError("LayerNorm needs Gaussian inputs: put an affine layer (Dense, Conv) before it")
+        q1, q2 = _variances(state)
+        factor = torch.mul(q1 + self.eps, q2 + self.eps).rsqrt_()
+        nngp = state.nngp.mul_(factor)
+        ntk = None if state.ntk is None else state.ntk.mul_(factor)
+        return state.replace(nngp=nngp, ntk=ntk)
+
+    def build(self, in_shape, generator, dtype, device):
+        return _LayerNormModule(self.eps), tuple(in_shape)
+
+    def to_stax(self, stax):
+        return stax.LayerNorm(axis=-1, eps=self.eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dropout(Layer):
+    """Dropout with keep probability ``rate`` (neural-tangents' convention), inference mode
+    (``mode='test'``): the finite layer is the identity and so are its kernels. Training mode
+    (random masks, kernel diagonal times ``1/rate``) is not provided: its finite network would
+    draw masks in ``forward``, outside an explicit generator."""
+
+    rate: float = 1.0
+    mode: str = "test"
+
+    def __post_init__(self):
+        object.__setattr__(self, "rate", check_probability(self.rate, "Dropout: rate", open_low=True))
+        check_choice(self.mode, "Dropout: mode", ("test", "train"))
+        if self.mode == "train":
+            raise NotImplementedError("Dropout: only mode='test' (the inference kernel) is implemented")
+
+    def kernel(self, state):
+        return state
+
+    def build(self, in_shape, generator, dtype, device):
+        return nn.Identity(), tuple(in_shape)
+
+    def to_stax(self, stax):
+        return stax.Dropout(self.rate, mode="test")
+
+
 # --------------------------------------------------------------------------------------------
 # Pooling, flattening, branching
 # --------------------------------------------------------------------------------------------
@@ -685,14 +1021,14 @@ class AvgPool(Layer):
     padding: Padding = "VALID"
 
     def __post_init__(self):
-        if self.padding not in ("SAME", "VALID", "CIRCULAR"):
-            raise ValueError(f"AvgPool: padding must be 'SAME', 'VALID' or 'CIRCULAR', got {self.padding!r}")
+        check_choice(self.padding, f"{type(self).__name__}: padding", ("SAME", "VALID", "CIRCULAR"))
 
     def _shapes(self, d):
+        name = type(self).__name__
         if d < 1:
-            raise ValueError("AvgPool needs spatial inputs")
-        window = _as_tuple(self.window_shape, d, "AvgPool: window_shape")
-        strides = window if self.strides is None else _as_tuple(self.strides, d, "AvgPool: strides")
+            raise ValueError(f"{name} needs spatial inputs")
+        window = _as_tuple(self.window_shape, d, f"{name}: window_shape")
+        strides = window if self.strides is None else _as_tuple(self.strides, d, f"{name}: strides")
         return window, strides
 
     def kernel(self, state):
@@ -713,12 +1049,41 @@ class AvgPool(Layer):
         out = [_out_length(self.padding, n, w, s) for n, w, s in zip(in_shape[1:], window, strides)]
         return _PoolModule(window, strides, self.padding), (in_shape[0], *out)
 
-    def to_stax(self, stax):
+    def _stax_arguments(self):
         d = len(self.window_shape) if isinstance(self.window_shape, tuple) else None
         if d is None:
-            raise ValueError("to_stax needs AvgPool.window_shape as a tuple, e.g. (2, 2)")
+            raise ValueError(f"to_stax needs {type(self).__name__}.window_shape as a tuple, e.g. (2, 2)")
         strides = None if self.strides is None else _as_tuple(self.strides, d, "strides")
-        return stax.AvgPool(self.window_shape, strides or self.window_shape, self.padding)
+        return self.window_shape, strides or self.window_shape, self.padding
+
+    def to_stax(self, stax):
+        return stax.AvgPool(*self._stax_arguments())
+
+
+class _SumPoolModule(_PoolModule):
+    def forward(self, x):
+        return super().forward(x) * math.prod(self.window)
+
+
+@dataclasses.dataclass(frozen=True)
+class SumPool(AvgPool):
+    """Sum pooling over ``window_shape``: ``AvgPool`` times the window size ``w = prod(window)``
+    (zeros at 'SAME' edges), so the kernels are ``AvgPool``'s times ``w^2``."""
+
+    def kernel(self, state):
+        state = super().kernel(state)
+        scale = math.prod(self._shapes(len(state.spatial))[0]) ** 2
+        state.nngp.mul_(scale)
+        if state.ntk is not None:
+            state.ntk.mul_(scale)
+        return state
+
+    def build(self, in_shape, generator, dtype, device):
+        module, out_shape = super().build(in_shape, generator, dtype, device)
+        return _SumPoolModule(module.window, module.strides, module.padding), out_shape
+
+    def to_stax(self, stax):
+        return stax.SumPool(*self._stax_arguments())
 
 
 class _GlobalAvgPoolModule(nn.Module):
@@ -741,6 +1106,30 @@ class GlobalAvgPool(Layer):
 
     def to_stax(self, stax):
         return stax.GlobalAvgPool()
+
+
+class _GlobalSumPoolModule(nn.Module):
+    def forward(self, x):
+        return x.sum(dim=tuple(range(2, x.dim())))
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalSumPool(Layer):
+    """Sum over all positions: ``Sigma' = sum_{s, s'} Sigma[s, s']``."""
+
+    def kernel(self, state):
+        d = len(state.spatial)
+        if d == 0:
+            raise ValueError("GlobalSumPool needs spatial inputs")
+        return _spatial_op(state, lambda t: t.sum(dim=tuple(range(t.dim() - 2 * d, t.dim()))), ())
+
+    def build(self, in_shape, generator, dtype, device):
+        if len(in_shape) < 2:
+            raise ValueError("GlobalSumPool needs spatial inputs")
+        return _GlobalSumPoolModule(), (in_shape[0],)
+
+    def to_stax(self, stax):
+        return stax.GlobalSumPool()
 
 
 class _FlattenModule(nn.Module):
@@ -873,7 +1262,7 @@ class FanInSum(Layer):
             nngp = nngp.add_(branch.nngp)
             if branch.ntk is not None:
                 ntk = branch.ntk if ntk is None else ntk.add_(branch.ntk)
-        return state[0].replace(nngp=nngp, ntk=ntk)
+        return state[0].replace(nngp=nngp, ntk=ntk, gaussian=all(s.gaussian for s in state))
 
     def build(self, in_shape, generator, dtype, device):
         if len(set(in_shape)) != 1:
@@ -984,7 +1373,7 @@ def _extra_copies(spec) -> int:
         return fanouts + max(inner, default=0)
     if isinstance(spec, Elementwise):
         return 4 * spec.degree
-    return 0
+    return getattr(spec, "temporaries", 0)
 
 
 def _map_blocks(work, blocks, device):
@@ -1116,6 +1505,10 @@ def build_network(spec, input_shape: Sequence[int], seed: int | torch.Generator 
 def to_stax(spec):
     """The equivalent neural-tangents model ``(init_fn, apply_fn, kernel_fn)`` (imports
     neural_tangents here; it uses channels-last inputs ``(N, *spatial, C)``)."""
-    from neural_tangents import stax
-
-    return _as_spec(spec).to_stax(stax)
+    spec = _as_spec(spec)
+    try:
+        from neural_tangents import stax
+    except ImportError as error:
+        raise ImportError("to_stax needs neural-tangents (the 'nt' extra, in its own environment: "
+                          "pip install 'dlpde[nt]')") from error
+    return spec.to_stax(stax)

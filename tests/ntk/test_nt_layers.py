@@ -1,0 +1,150 @@
+"""The layers added for stax coverage against neural-tangents in float64 (side environment:
+`. .venv-nt/bin/activate && OMP_NUM_THREADS=1 pytest -m nt -n 0 tests/ntk/test_nt_layers.py -q`;
+skipped elsewhere). Each spec puts the new layer inside a network (an affine layer before it, a
+second activation or pooling after it), so its variances and its NTK feed later layers."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from dlpde.ntk import (
+    ABRelu,
+    Abs,
+    Conv,
+    Cos,
+    Dense,
+    Dropout,
+    Elementwise,
+    ElementwiseNumerical,
+    Erf,
+    Exp,
+    Flatten,
+    Gaussian,
+    Gelu,
+    GlobalSumPool,
+    Hermite,
+    LayerNorm,
+    Rbf,
+    Relu,
+    Serial,
+    Sigmoid_like,
+    Sign,
+    Sin,
+    SumPool,
+    analytic_kernels,
+    build_network,
+    to_stax,
+)
+from dlpde.shared import make_generator
+
+pytestmark = pytest.mark.nt
+
+
+@pytest.fixture(scope="module")
+def nt():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)  # before neural_tangents creates any constant
+    return pytest.importorskip("neural_tangents")
+
+
+def _channels_last(x):
+    return x.permute(0, *range(2, x.dim()), 1).numpy() if x.dim() > 2 else x.numpy()
+
+
+def _fc(layer, second=None):
+    return Serial(Dense(8, 1.3, 0.2), layer, Dense(8, 1.1, 0.1), second or Relu(), Dense(1, 1.0, 0.05))
+
+
+UNIT = Serial(Dense(8, 1.0, 0.0), LayerNorm())  # unit-variance pre-activations (for Hermite)
+SPECS = {
+    "gelu": (_fc(Gelu(), Gelu()), (5,)),
+    "sin": (_fc(Sin(1.3, 0.7, 0.4), Sin()), (5,)),
+    "cos": (_fc(Cos(0.8, 1.2, -0.3)), (5,)),
+    "rbf": (_fc(Rbf(0.7), Rbf(0.3)), (5,)),
+    "abs": (_fc(Abs(), Abs()), (5,)),
+    "abrelu": (_fc(ABRelu(-0.4, 1.7), ABRelu(0.3, -1.1)), (5,)),
+    "sign": (_fc(Sign(), Sign()), (5,)),
+    "exp": (Serial(Dense(8, 0.6, 0.1), Exp(0.7, 0.8), Dense(8, 0.5, 0.1), Exp(), Dense(1)), (5,)),
+    "gaussian": (_fc(Gaussian(1.2, -0.7), Gaussian()), (5,)),
+    "gaussian_positive_b": (Serial(Dense(8, 0.5, 0.1), Gaussian(1.0, 0.3), Dense(1)), (5,)),
+    "sigmoid_like": (_fc(Sigmoid_like(), Erf(0.5, 2.0, 0.1)), (5,)),
+    "hermite": (Serial(UNIT, Hermite(3), Dense(8, 1.0, 0.0), LayerNorm(), Hermite(2), Dense(1)), (5,)),
+    "hermite_0_1": (Serial(UNIT, Hermite(1), Dense(8, 1.0, 0.0), LayerNorm(), Hermite(0), Dense(1)), (5,)),
+    "elementwise_numerical": (_fc(ElementwiseNumerical("gelu", 30), Elementwise("sin", 30)), (5,)),
+    "layernorm_fc": (Serial(Dense(8, 1.3, 0.3), LayerNorm(1e-3), Relu(), Dense(8), LayerNorm(), Erf(),
+                            Dense(1)), (5,)),
+    "dropout": (Serial(Dense(8, 1.3, 0.3), Relu(), Dropout(0.7), Dense(1)), (5,)),
+    "sumpool_conv2d": (Serial(Conv(8, (3, 3), (1, 1), "SAME", 1.2, 0.1), Relu(),
+                              SumPool((2, 2), None, "SAME"), Conv(8, (2, 2), (1, 1), "VALID"), Relu(),
+                              SumPool((2, 1), (1, 1), "VALID"), Flatten(), Dense(1)), (2, 5, 4)),
+    "sumpool_circular_global_sum": (Serial(Conv(8, (3,), (1,), "CIRCULAR", 1.2, 0.1),
+                                           SumPool((2,), None, "CIRCULAR"), Gelu(), GlobalSumPool(),
+                                           Dense(1)), (2, 7)),
+    "layernorm_conv": (Serial(Conv(8, (3,), (1,), "SAME", 1.2, 0.3), LayerNorm(), Abs(), GlobalSumPool(),
+                              Dense(1)), (3, 6)),
+}
+
+
+def _inputs(shape, seed=0):
+    g = make_generator(seed)
+    x1 = torch.randn(4, *shape, generator=g, dtype=torch.float64)
+    x2 = torch.randn(3, *shape, generator=g, dtype=torch.float64)
+    return x1, x2
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_new_layers_match_neural_tangents(nt, name):
+    spec, shape = SPECS[name]
+    x1, x2 = _inputs(shape)
+    nngp, ntk = analytic_kernels(spec, x1, x2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Hermite's and ElementwiseNumerical's notices
+        reference = to_stax(spec)[2](_channels_last(x1), _channels_last(x2), ("nngp", "ntk"))
+    np.testing.assert_allclose(nngp.numpy(), np.asarray(reference.nngp), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ntk.numpy(), np.asarray(reference.ntk), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["gelu", "layernorm_fc", "sumpool_conv2d"])
+def test_new_layers_self_kernel_matches_neural_tangents(nt, name):
+    """x2 = None: the symmetric path (upper triangle, blocks on the diagonal) agrees too."""
+    spec, shape = SPECS[name]
+    x1, _ = _inputs(shape, seed=1)
+    nngp, ntk = analytic_kernels(spec, x1, batch_size=3)
+    reference = to_stax(spec)[2](_channels_last(x1), None, ("nngp", "ntk"))
+    np.testing.assert_allclose(nngp.numpy(), np.asarray(reference.nngp), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ntk.numpy(), np.asarray(reference.ntk), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["gelu", "sin", "cos", "rbf", "abs", "abrelu", "sign", "exp", "gaussian",
+                                  "hermite", "layernorm_fc", "sumpool_conv2d", "layernorm_conv"])
+def test_new_finite_layers_match_neural_tangents_apply(nt, name):
+    """The finite network built from the description computes what neural-tangents' apply_fn does
+    with the same weights (Dense W (in, out), Conv HWIO)."""
+    import jax.numpy as jnp
+
+    spec, shape = SPECS[name]
+    network = build_network(spec, shape, 2, torch.float64)
+    x1, _ = _inputs(shape, seed=2)
+
+    def parameters(layers, modules):
+        params = []
+        for layer, module in zip(layers, modules):
+            if isinstance(layer, Serial):
+                params.append(parameters(layer.layers, module.layers))
+            elif isinstance(layer, (Dense, Conv)):
+                w = module.weight.detach().numpy()
+                w = w.T if isinstance(layer, Dense) else np.moveaxis(w, (0, 1), (-1, -2))
+                b = module.bias.detach().numpy().reshape((1,) * (w.ndim - 1) + (-1,))
+                params.append((jnp.asarray(w), jnp.asarray(b)))
+            else:
+                params.append(())
+        return params
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        apply_fn = to_stax(spec)[1]
+        ours = network(x1).detach().numpy()
+        theirs = np.asarray(apply_fn(parameters(spec.layers, network.layers), _channels_last(x1)))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-11, atol=1e-12)
