@@ -3,11 +3,14 @@
 - Empirical kernels of any PyTorch model (torch.func): ``empirical_ntk`` (Jacobian contraction
   or NTK-vector products, output-traced or full, batched), ``empirical_nngp``,
   ``ntk_vector_product``, Taylor models ``linearize`` and ``second_order_taylor``.
-- A network-description language mirroring neural-tangents' ``stax`` (``Dense``, ``Conv``,
-  ``Relu``, ``LeakyRelu``, ``Erf``, ``Elementwise``, ``AvgPool``, ``GlobalAvgPool``, ``Flatten``,
-  ``Identity``, ``FanOut``, ``Parallel``, ``FanInSum``, ``Serial``) giving the infinite-width
-  kernels (``analytic_kernels``), the finite network (``build_network``) and the neural-tangents
-  model (``to_stax``) from one description.
+- A network-description language mirroring neural-tangents' ``stax`` (``Dense``, ``Conv``;
+  ``Relu``, ``LeakyRelu``, ``ABRelu``, ``Abs``, ``Sign``, ``Erf``, ``Sigmoid_like``, ``Gelu``,
+  ``Sin``, ``Cos``, ``Rbf``, ``Exp``, ``Gaussian``, ``Hermite`` in closed form, any activation by
+  quadrature with ``Elementwise`` = ``ElementwiseNumerical``; ``LayerNorm``, ``Dropout``;
+  ``AvgPool``, ``SumPool``, ``GlobalAvgPool``, ``GlobalSumPool``, ``Flatten``, ``Identity``,
+  ``FanOut``, ``Parallel``, ``FanInSum``, ``Serial``) giving the infinite-width kernels
+  (``analytic_kernels``), the finite network (``build_network``) and the neural-tangents model
+  (``to_stax``) from one description.
 - Infinite-width predictions: ``gradient_descent_mse``, ``nngp_posterior``,
   ``gradient_descent_mse_ensemble``.
 - Lazy versus active training: ``AlphaScaled``, ``TwoLayerNetwork`` (width-parameterisation
@@ -38,21 +41,37 @@ from ._empirical import (
 )
 from ._predict import gradient_descent_mse, gradient_descent_mse_ensemble, nngp_posterior
 from ._spec import (
+    ABRelu,
+    Abs,
     AvgPool,
     Conv,
+    Cos,
     Dense,
+    Dropout,
     Elementwise,
+    ElementwiseNumerical,
     Erf,
+    Exp,
     FanInSum,
     FanOut,
     Flatten,
+    Gaussian,
+    Gelu,
     GlobalAvgPool,
+    GlobalSumPool,
+    Hermite,
     Identity,
     Layer,
+    LayerNorm,
     LeakyRelu,
     Parallel,
+    Rbf,
     Relu,
     Serial,
+    Sigmoid_like,
+    Sign,
+    Sin,
+    SumPool,
     analytic_kernels,
     build_network,
     to_stax,
@@ -61,8 +80,10 @@ from ._spec import (
 __all__ = [
     "empirical_ntk", "empirical_nngp", "ntk_vector_product", "linearize", "second_order_taylor",
     "functional_model", "flatten_parameters",
-    "Layer", "Dense", "Conv", "Relu", "LeakyRelu", "Erf", "Elementwise", "AvgPool", "GlobalAvgPool",
-    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial",
+    "Layer", "Dense", "Conv", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf", "Sigmoid_like", "Gelu",
+    "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise", "ElementwiseNumerical", "LayerNorm",
+    "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool", "Flatten", "Identity", "FanOut",
+    "Parallel", "FanInSum", "Serial",
     "analytic_kernels", "build_network", "to_stax",
     "gradient_descent_mse", "nngp_posterior", "gradient_descent_mse_ensemble",
     "AlphaScaled", "TwoLayerNetwork", "train_with_linearization",
