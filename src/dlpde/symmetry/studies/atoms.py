@@ -218,7 +218,7 @@ class Config:
     pretrain_steps: int = 500
     pretrain_lr: float = 3e-3
     walkers: int = 256
-    steps: int = 2000
+    steps: int = 1200
     metropolis_steps: int = 5
     burn_in: int = 300
     optimizer: Literal["sr", "adam"] = "sr"
@@ -404,7 +404,7 @@ STUDY = Study(
     config=Config,
     presets={
         "smoke": Config(pretrain_steps=5, walkers=16, steps=3, burn_in=20, eval_steps=64, eval_thin=1),
-        "quick": Config(pretrain_steps=300, walkers=128, steps=150, burn_in=200, eval_steps=128, eval_thin=2),
+        "quick": Config(pretrain_steps=300, walkers=128, steps=200, burn_in=200, eval_steps=128, eval_thin=2),
         "full": Config(),
         "paper": Config(n_determinants=4, width=64, n_layers=3, pretrain_steps=3000, walkers=4096,
                         steps=20000, metropolis_steps=10, burn_in=2000, eval_steps=4000, eval_thin=5),
