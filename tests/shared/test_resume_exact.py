@@ -1,7 +1,7 @@
 """Ctrl-C then ``--resume`` gives exactly the metrics of an uninterrupted run (issue: reliability).
 
 The interrupt is delivered as a real SIGINT from inside the k-th optimiser step (a hook on
-``torch.optim.Adam.step``), i.e. in the middle of a step whose random batch has already been drawn:
+the optimiser's ``step``), i.e. in the middle of a step whose random batch has already been drawn:
 the training loop must hold it to the step boundary and checkpoint the state of finished steps only.
 """
 
@@ -31,17 +31,20 @@ def _comparable(metrics: dict) -> dict:
     return flat
 
 
-@pytest.mark.parametrize(("study", "sets", "interrupt_at"), [
-    ("hjb.lqr", ["steps=40"], 17),
+@pytest.mark.parametrize(("study", "sets", "interrupt_at", "optimizer"), [
+    ("hjb.lqr", ["steps=40"], 17, torch.optim.Adam),  # a training study (shared.train)
+    # a VMC study with stochastic reconfiguration (an SGD step on the SR direction): walkers and
+    # sampler state must be exact too
+    ("symmetry.helium", ["steps=12"], 7, torch.optim.SGD),
 ])
-def test_ctrl_c_then_resume_matches_the_uninterrupted_run(study, sets, interrupt_at, tmp_path, monkeypatch,
-                                                          capsys):
+def test_ctrl_c_then_resume_matches_the_uninterrupted_run(study, sets, interrupt_at, optimizer, tmp_path,
+                                                          monkeypatch, capsys):
     overrides = [x for s in sets for x in ("--set", s)]
     base = ["run", study, "--preset", "smoke", "--device", "cpu", *overrides]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     uninterrupted = json.loads(next((tmp_path / "a").glob("*/*/metrics.json")).read_text())
 
-    original = torch.optim.Adam.step
+    original = optimizer.step
     calls = {"n": 0}
 
     def step_with_ctrl_c(self, *args, **kwargs):
@@ -50,9 +53,9 @@ def test_ctrl_c_then_resume_matches_the_uninterrupted_run(study, sets, interrupt
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", step_with_ctrl_c)
+    monkeypatch.setattr(optimizer, "step", step_with_ctrl_c)
     assert main([*base, "--out", str(tmp_path / "b")]) == 130
-    monkeypatch.setattr(torch.optim.Adam, "step", original)
+    monkeypatch.setattr(optimizer, "step", original)
     assert not list((tmp_path / "b").glob("*/*/metrics.json"))
     assert main([*base, "--out", str(tmp_path / "b"), "--resume"]) == 0
     resumed = json.loads(next((tmp_path / "b").glob("*/*/metrics.json")).read_text())
