@@ -17,11 +17,12 @@ from collections.abc import Callable, Sequence
 import torch
 
 from dlpde.shared.autodiff import gradient
-from dlpde.shared.ode import integrate
+from dlpde.shared.checks import check_choice, check_int, check_positive_int
+from dlpde.shared.ode import INTEGRATORS, integrate
 from dlpde.shared.random import make_generator
 
 from ._hamiltonians import Hamiltonian, _differentiable
-from ._problems import _check_points, _times
+from ._problems import HJProblem, _check_points, _times
 
 __all__ = [
     "characteristics",
@@ -207,10 +208,16 @@ def characteristic_data_source(
     characteristics do not cross (e.g. LQR with convex ``g``); otherwise use
     ``pontryagin_data_source``.
     """
+    if not isinstance(problem, HJProblem):
+        raise TypeError(f"problem must be an HJProblem, got {type(problem).__name__}")
+    nodes = check_int(nodes, "nodes", minimum=2)
+    steps = check_positive_int(steps, "steps")
+    method = check_choice(method, "method", sorted(INTEGRATORS))
     generator = make_generator(seed)
     times = [problem.horizon * k / (nodes - 1) for k in range(nodes)]
 
     def source(x, t):
+        _check_points(x, problem.dim)
         feet = problem.sample(x.shape[0], generator, x.dtype, "cpu", initial=True).to(x.device)
         costate = gradient(_differentiable(problem.initial), feet, create_graph=False)
         with torch.no_grad():

@@ -21,11 +21,19 @@ from collections.abc import Callable
 import torch
 from torch import func as tfunc
 
-from dlpde.shared.checks import NonFiniteResultError, check_finite_result
+from dlpde.shared.checks import (
+    NonFiniteResultError,
+    check_callable,
+    check_finite_result,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
 from dlpde.shared.ode import integrate
 
-from ._hamiltonians import Hamiltonian, _check_pair, _symmetric_psd
-from ._problems import HJProblem, _check_points, lqr_problem
+from ._hamiltonians import Hamiltonian, _check_pair, _real_tensor, _symmetric_psd
+from ._problems import HJProblem, lqr_problem
 
 __all__ = [
     "ControlAffineProblem",
@@ -94,26 +102,34 @@ class ControlAffineProblem:
             ("state_cost", state_cost),
             ("terminal_cost", terminal_cost),
         ):
-            if not callable(function):
-                raise TypeError(f"{label} must be callable")
+            check_callable(function, label)
+        dim, control_dim = check_positive_int(dim, "dim"), check_positive_int(control_dim, "control_dim")
         self.drift_function, self.state_cost, self.terminal_cost = drift, state_cost, terminal_cost
         if callable(input_matrix):
             self._input = input_matrix
         else:
-            constant = torch.as_tensor(input_matrix, dtype=torch.float64)
-            if constant.shape != (dim, control_dim):
-                raise ValueError(
-                    f"input_matrix must have shape ({dim}, {control_dim}), got {tuple(constant.shape)}"
-                )
+            constant = _real_tensor(input_matrix, "input_matrix", shape=(dim, control_dim)).to(torch.float64)
             self._input = lambda x: constant.to(x).expand(x.shape[0], -1, -1)
-        self.control_weight = _symmetric_psd(
-            torch.as_tensor(control_weight, dtype=torch.float64), "control_weight", definite=True
-        )
+        weight = _symmetric_psd(control_weight, "control_weight", definite=True)
+        self.control_weight = weight.to(torch.float64)
         if self.control_weight.shape != (control_dim, control_dim):
-            raise ValueError(f"control_weight must have shape ({control_dim}, {control_dim})")
+            raise ValueError(
+                f"control_weight must have shape ({control_dim}, {control_dim}), "
+                f"got {tuple(self.control_weight.shape)}"
+            )
         self.control_weight_inverse = torch.linalg.inv(self.control_weight)
+        if isinstance(radius, tuple):
+            if len(radius) not in (1, dim):
+                raise ValueError(
+                    f"radius must be a positive number or {dim} positive numbers, got {radius!r}"
+                )
+            radius = tuple(check_positive(r, "radius") for r in radius)
+        else:
+            radius = check_positive(radius, "radius")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
         self.dim, self.control_dim = dim, control_dim
-        self.horizon, self.radius, self.name = float(horizon), radius, name
+        self.horizon, self.radius, self.name = check_positive(horizon, "horizon"), radius, name
 
     def drift(self, x: torch.Tensor) -> torch.Tensor:
         return self.drift_function(x)
@@ -175,7 +191,9 @@ def value_feedback(problem: ControlAffineProblem, value_gradient: Callable, hori
     """The feedback ``v(x, time) = -R^{-1} B(x)^T grad V(x, T - time)`` of a value function
     given by its gradient ``value_gradient(x, tau) -> (N, d)`` (e.g. ``solver.gradient`` or an
     ``HJProblem``'s ``exact_gradient``)."""
-    horizon = problem.horizon if horizon is None else float(horizon)
+    _check_problem(problem)
+    check_callable(value_gradient, "value_gradient")
+    horizon = problem.horizon if horizon is None else check_positive(horizon, "horizon")
 
     def feedback(x, time):
         to_go = (horizon - time).clamp(0.0, horizon)
@@ -203,20 +221,27 @@ def simulate_closed_loop(
     Returns ``times`` ``(K, N)``, ``states`` ``(K, N, d)``, ``controls`` ``(K, N, m)`` at ``K =
     saves`` equispaced times and ``cost`` ``(N,)``.
     """
-    _check_points(x0, problem.dim, "x0")
-    if not isinstance(saves, int) or saves < 2:
-        raise ValueError(f"saves must be an int >= 2, got {saves!r}")
-    horizon = problem.horizon if horizon is None else horizon
-    horizon = torch.as_tensor(horizon, dtype=x0.dtype, device=x0.device)
-    horizon = horizon.expand(x0.shape[0]) if horizon.dim() == 0 else horizon
-    if horizon.shape != (x0.shape[0],) or not bool((horizon > 0).all()):
-        raise ValueError("horizon must be positive: a number or one per trajectory")
-    d = problem.dim
+    _check_problem(problem)
+    check_callable(feedback, "feedback")
+    check_tensor(x0, "x0", shape=(None, problem.dim))
+    saves = check_int(saves, "saves", minimum=2)
+    steps = check_positive_int(steps, "steps")
+    horizon = _per_row_horizon(problem.horizon if horizon is None else horizon, x0)
+    d, m = problem.dim, problem.control_dim
+
+    def controls_at(x, time):
+        control = feedback(x, time)
+        if not isinstance(control, torch.Tensor) or control.shape != (x.shape[0], m):
+            raise ValueError(
+                f"feedback(x, time) must return a ({x.shape[0]}, {m}) tensor, got "
+                f"{tuple(control.shape) if isinstance(control, torch.Tensor) else type(control).__name__}"
+            )
+        return control
 
     def field(s, y):
         x = y[:, :d]
         time = s * horizon
-        control = feedback(x, time)
+        control = controls_at(x, time)
         rate = torch.cat([problem.dynamics(x, control), problem.running_cost(x, control).unsqueeze(-1)], -1)
         return horizon[:, None] * rate
 
@@ -225,9 +250,28 @@ def simulate_closed_loop(
     path = integrate(field, y0, 0.0, 1.0, method=method, steps=steps, save_at=fractions)
     states = path[..., :d]
     times = torch.tensor(fractions, dtype=x0.dtype, device=x0.device)[:, None] * horizon[None, :]
-    controls = torch.stack([feedback(states[k], times[k]) for k in range(saves)])
+    controls = torch.stack([controls_at(states[k], times[k]) for k in range(saves)])
     cost = path[-1, :, d] + problem.terminal_cost(states[-1])
+    hint = "the closed loop blew up or the feedback is non-finite; raise steps or check the feedback"
+    check_finite_result(path, "closed-loop state", hint=hint)
+    check_finite_result(controls, "closed-loop control", hint=hint)
+    check_finite_result(cost, "closed-loop cost", hint=hint)
     return {"times": times, "states": states, "controls": controls.detach(), "cost": cost.detach()}
+
+
+def _check_problem(problem) -> None:
+    if not isinstance(problem, ControlAffineProblem):
+        raise TypeError(f"problem must be a ControlAffineProblem, got {type(problem).__name__}")
+
+
+def _per_row_horizon(horizon, x: torch.Tensor) -> torch.Tensor:
+    """A positive number or ``(N,)`` tensor of positive numbers as an ``(N,)`` tensor like ``x``."""
+    if isinstance(horizon, torch.Tensor) and horizon.dim() > 0:
+        horizon = check_tensor(horizon, "horizon", shape=(x.shape[0],)).to(x)
+        if not bool((horizon > 0).all()):
+            raise ValueError("horizon must be positive: a number or one per trajectory")
+        return horizon
+    return torch.full((x.shape[0],), check_positive(horizon, "horizon"), dtype=x.dtype, device=x.device)
 
 
 def rigid_body_problem(horizon: float = 20.0) -> ControlAffineProblem:
@@ -301,20 +345,27 @@ def lqr_warm_start(problem: ControlAffineProblem, segments: int, steps: int = 20
     ``guess(x, horizon) -> (segments + 1, B, 2d)`` holds, at the nodes ``s_m = (m / M) horizon``
     (time to go), the closed-loop LQR states and the LQR costates ``P(s_m) x``. ``horizon`` may
     differ per point (a ``(B,)`` tensor)."""
+    _check_problem(problem)
+    segments = check_positive_int(segments, "segments")
+    steps = check_positive_int(steps, "steps")
     lqr = problem.lqr_problem()
 
     def guess(x, horizon):
-        horizon = torch.as_tensor(horizon, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        check_tensor(x, "x", shape=(None, problem.dim))
+        horizon = _per_row_horizon(horizon, x)
 
         def scaled_feedback(y, time):  # time runs over [0, horizon_b]; LQR time to go = horizon_b - time
             return problem.optimal_control(y, lqr.exact_gradient(y, (horizon - time).clamp_min(0)))
 
         run, count = None, steps
         for _ in range(4):  # a closed loop too stiff for the steps blows up: refine
-            run = simulate_closed_loop(problem, scaled_feedback, x, horizon, steps=count, saves=segments + 1)
-            if bool(torch.isfinite(run["states"]).all()):
+            try:
+                run = simulate_closed_loop(
+                    problem, scaled_feedback, x, horizon, steps=count, saves=segments + 1
+                )
                 break
-            count *= 4
+            except NonFiniteResultError:
+                count *= 4
         else:
             raise NonFiniteResultError(
                 f"the LQR warm start is non-finite: its closed loop blew up even with {count // 4} steps "

@@ -22,33 +22,48 @@ import torch
 from torch import func as tfunc
 
 from dlpde.shared.autodiff import gradient
+from dlpde.shared.checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
 
 __all__ = ["Hamiltonian", "QuadraticHamiltonian", "NormHamiltonian", "LQRHamiltonian"]
 
 
 def _check_pair(x: torch.Tensor, p: torch.Tensor) -> None:
-    for name, value in (("x", x), ("p", p)):
-        if not isinstance(value, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-        if value.dim() != 2 or not value.is_floating_point():
-            raise ValueError(
-                f"{name} must be a floating-point tensor of shape (batch, dim), "
-                f"got {value.dtype} {tuple(value.shape)}"
-            )
+    """``x`` and ``p``: float32/float64 tensors of one shape ``(batch, dim)`` (NaN allowed: this runs
+    at every integrator stage, and a non-finite input gives a non-finite value, not a wrong one)."""
+    check_tensor(x, "x", dim=2, finite=False, nonempty=False)
+    check_tensor(p, "p", dim=2, finite=False, nonempty=False)
     if x.shape != p.shape:
         raise ValueError(
             f"x and p must have the same shape (batch, dim), got {tuple(x.shape)} and {tuple(p.shape)}"
         )
 
 
+def _real_tensor(value, name: str, **pattern) -> torch.Tensor:
+    """A float32/float64 tensor from a tensor, array or nested sequence of numbers (integers become
+    float64; float32/float64 tensors keep their dtype), checked by ``check_tensor(**pattern)``."""
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{name} must be a tensor or a sequence of numbers, got {type(value).__name__}"
+            ) from None
+    elif value.dtype != torch.bool and not value.is_floating_point() and not value.is_complex():
+        value = value.to(torch.float64)
+    return check_tensor(value, name, **pattern)
+
+
 def _square_matrix(matrix, name: str) -> torch.Tensor:
-    matrix = torch.as_tensor(matrix)
-    if not matrix.is_floating_point():
-        matrix = matrix.to(torch.float64)
-    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+    matrix = _real_tensor(matrix, name, dim=2)
+    if matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {tuple(matrix.shape)}")
-    if not bool(torch.isfinite(matrix).all()):
-        raise ValueError(f"{name} contains non-finite values")
     return matrix
 
 
@@ -143,10 +158,12 @@ class Hamiltonian:
         (``hessian``). ``convex`` declares convexity in ``p``; ``lagrangian(x, q)`` may be given
         when known (``hopf_lax_value`` needs it); ``state_dependent=False`` declares ``H = H(p)``.
         """
-        if not callable(function):
-            raise TypeError(f"function must be callable H(x, p) -> (batch,), got {function!r}")
-        if lagrangian is not None and not callable(lagrangian):
-            raise TypeError("lagrangian must be callable L(x, q) -> (batch,) or None")
+        check_callable(function, "function")
+        if lagrangian is not None:
+            check_callable(lagrangian, "lagrangian")
+        check_bool(convex, "convex")
+        check_bool(state_dependent, "state_dependent")
+        dim = None if dim is None else check_positive_int(dim, "dim")
         return _FunctionHamiltonian(function, convex, lagrangian, state_dependent, dim)
 
 
@@ -223,8 +240,7 @@ class QuadraticHamiltonian(Hamiltonian):
     @classmethod
     def identity(cls, dim: int, dtype=torch.float64) -> QuadraticHamiltonian:
         """``H = |p|^2 / 2`` in ``dim`` dimensions."""
-        if not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        dim = check_positive_int(dim, "dim")
         return cls(torch.eye(dim, dtype=dtype))
 
     def _check_dim(self, p):
@@ -314,12 +330,9 @@ class NormHamiltonian(Hamiltonian):
     lagrangian_is_indicator = True
 
     def __init__(self, order: int | float = 2, speed: float = 1.0):
-        if order not in (1, 2, float("inf")):
-            raise ValueError(f"order must be 1, 2 or float('inf'), got {order!r}")
-        if not (isinstance(speed, (int, float)) and speed > 0 and speed < float("inf")):
-            raise ValueError(f"speed must be a positive finite number, got {speed!r}")
-        self.order = order
-        self.speed = float(speed)
+        check_choice(order, "order", (1, 2, float("inf")))
+        self.order = {1: 1, 2: 2, float("inf"): float("inf")}[order]
+        self.speed = check_positive(speed, "speed")
         self.dual_order = {1: float("inf"), 2: 2, float("inf"): 1}[order]
 
     def value(self, x, p):
@@ -375,8 +388,8 @@ class LQRHamiltonian(Hamiltonian):
     def __init__(self, A, B, Q, R):
         self.A = _square_matrix(A, "A")
         self.dim = self.A.shape[0]
-        self.B = torch.as_tensor(B).to(self.A)
-        if self.B.dim() != 2 or self.B.shape[0] != self.dim:
+        self.B = _real_tensor(B, "B", dim=2).to(self.A)
+        if self.B.shape[0] != self.dim:
             raise ValueError(f"B must have shape ({self.dim}, m), got {tuple(self.B.shape)}")
         self.Q = _symmetric_psd(Q, "Q").to(self.A)
         if self.Q.shape[0] != self.dim:

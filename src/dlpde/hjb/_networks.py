@@ -20,6 +20,8 @@ import math
 import torch
 from torch import nn
 
+from dlpde.shared.checks import check_choice, check_positive, check_positive_int, check_tensor
+from dlpde.shared.device import resolve_device, resolve_dtype
 from dlpde.shared.random import make_generator
 
 __all__ = ["ValueNetwork", "DGMNetwork"]
@@ -35,30 +37,38 @@ def _zeros(n: int, dtype, device) -> nn.Parameter:
     return nn.Parameter(torch.zeros(n, dtype=dtype, device=device))
 
 
+def _dtype_and_device(dtype, device):
+    """float32 or float64 (names or dtypes) and a CPU or CUDA device."""
+    dtype = check_choice(resolve_dtype(dtype), "dtype", (torch.float32, torch.float64))
+    return dtype, resolve_device(device)
+
+
 class _ScaledInput(nn.Module):
     """Maps ``(x, t)`` to ``z = (x / radius, 2 t / T - 1)`` of shape ``(B, d + 1)``."""
 
     def __init__(self, dim: int, radius, horizon: float, dtype, device):
         super().__init__()
-        radius = torch.as_tensor(radius, dtype=torch.float64).reshape(-1)
-        if radius.numel() not in (1, dim) or not bool((radius > 0).all()):
-            raise ValueError(f"radius must be a positive number or {dim} positive numbers")
-        if not horizon > 0:
-            raise ValueError(f"horizon must be positive, got {horizon!r}")
+        if isinstance(radius, torch.Tensor) and radius.dim() == 1:
+            radius = tuple(check_tensor(radius, "radius", dtype="any").tolist())
+        values = radius if isinstance(radius, (tuple, list)) else (radius,)
+        if len(values) not in (1, dim):
+            raise ValueError(f"radius must be a positive number or {dim} positive numbers, got {radius!r}")
+        radius = torch.tensor([check_positive(r, "radius") for r in values], dtype=torch.float64)
         self.dim = dim
         self.register_buffer("inverse_radius", (1.0 / radius.expand(dim)).to(dtype=dtype, device=device))
-        self.horizon = float(horizon)
+        self.horizon = check_positive(horizon, "horizon")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (batch, {self.dim}), got {tuple(x.shape)}")
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        # NaN passes (a hot path; NaN in gives NaN out); the dtype must be the network's
+        dtype = self.inverse_radius.dtype
+        check_tensor(x, "x", shape=(None, self.dim), dtype=dtype, finite=False, nonempty=False)
+        check_tensor(t, "t", shape=(x.shape[0],), dtype=dtype, finite=False, nonempty=False)
         return torch.cat([x * self.inverse_radius, (2.0 / self.horizon * t - 1.0).unsqueeze(-1)], dim=-1)
 
 
 class ValueNetwork(nn.Module):
-    """``u(x, t) = w^T tanh(W_L tanh(W_1 z + b_1) + b_L) + b`` (shown for two layers) with ``depth`` hidden layers."""
+    """``u(x, t) = w^T tanh(W_L tanh(W_1 z + b_1) + b_L) + b`` (shown for two layers) with ``depth``
+    hidden layers."""
 
     def __init__(
         self,
@@ -73,8 +83,10 @@ class ValueNetwork(nn.Module):
         device="cpu",
     ):
         super().__init__()
-        if not (isinstance(width, int) and width >= 1 and isinstance(depth, int) and depth >= 1):
-            raise ValueError(f"width and depth must be positive ints, got {width!r}, {depth!r}")
+        dim, width, depth = (
+            check_positive_int(v, n) for v, n in ((dim, "dim"), (width, "width"), (depth, "depth"))
+        )
+        dtype, device = _dtype_and_device(dtype, device)
         generator = make_generator(seed)
         self.inputs = _ScaledInput(dim, radius, horizon, dtype, device)
         sizes = [dim + 1] + [width] * depth
@@ -108,8 +120,10 @@ class DGMNetwork(nn.Module):
         device="cpu",
     ):
         super().__init__()
-        if not (isinstance(width, int) and width >= 1 and isinstance(layers, int) and layers >= 1):
-            raise ValueError(f"width and layers must be positive ints, got {width!r}, {layers!r}")
+        dim, width, layers = (
+            check_positive_int(v, n) for v, n in ((dim, "dim"), (width, "width"), (layers, "layers"))
+        )
+        dtype, device = _dtype_and_device(dtype, device)
         generator = make_generator(seed)
         self.inputs = _ScaledInput(dim, radius, horizon, dtype, device)
         n_in = dim + 1

@@ -27,10 +27,19 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from dlpde.shared.checks import check_int, check_tensor
+from dlpde.shared.checks import (
+    NonFiniteResultError,
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_tensor,
+)
 from dlpde.shared.random import make_generator
 
-from ._hamiltonians import Hamiltonian, LQRHamiltonian, QuadraticHamiltonian, _symmetric_psd
+from ._hamiltonians import Hamiltonian, LQRHamiltonian, QuadraticHamiltonian, _real_tensor, _symmetric_psd
 
 __all__ = [
     "HJProblem",
@@ -43,19 +52,23 @@ __all__ = [
 
 
 def _check_points(x: torch.Tensor, dim: int | None = None, name: str = "x") -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 2 or not x.is_floating_point():
-        raise ValueError(
-            f"{name} must be a floating-point tensor of shape (batch, dim), got {x.dtype} {tuple(x.shape)}"
-        )
+    """``x``: a float32/float64 ``(batch, dim)`` tensor (NaN allowed: a hot path; entry points that
+    promise a finite answer check finiteness themselves)."""
+    check_tensor(x, name, dim=2, finite=False, nonempty=False)
     if dim is not None and x.shape[1] != dim:
         raise ValueError(f"{name} must have {dim} columns, got shape {tuple(x.shape)}")
 
 
 def _times(t, x: torch.Tensor) -> torch.Tensor:
     """``t`` (a number or a ``(B,)`` tensor) as a ``(B,)`` tensor like ``x``; checks ``t >= 0``."""
-    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if isinstance(t, torch.Tensor) and (t.dtype == torch.bool or t.is_complex()):
+        raise TypeError(f"t must be a real number or a real tensor, got {t.dtype}")
+    try:
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(
+            f"t must be a number or a tensor of shape ({x.shape[0]},), got {type(t).__name__}"
+        ) from None
     if t.dim() == 0:
         t = t.expand(x.shape[0])
     if t.shape != (x.shape[0],):
@@ -90,19 +103,31 @@ class HJProblem:
     def __post_init__(self):
         if not isinstance(self.hamiltonian, Hamiltonian):
             raise TypeError(f"hamiltonian must be a Hamiltonian, got {type(self.hamiltonian).__name__}")
-        if not callable(self.initial):
-            raise TypeError("initial must be a callable g(x) -> (batch,)")
-        if not isinstance(self.dim, int) or self.dim < 1:
-            raise ValueError(f"dim must be a positive int, got {self.dim!r}")
+        check_callable(self.initial, "initial")
+        for name in ("exact_value", "exact_gradient", "kink_distance"):
+            if getattr(self, name) is not None:
+                check_callable(getattr(self, name), name)
+        if not isinstance(self.spurious_solutions, Mapping):
+            raise TypeError(f"spurious_solutions must be a mapping name -> (x, t) -> (batch,), got "
+                            f"{type(self.spurious_solutions).__name__}")
+        for name, function in self.spurious_solutions.items():
+            check_callable(function, f"spurious_solutions[{name!r}]")
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, got {type(self.name).__name__}")
+        # stored as plain Python numbers (a frozen dataclass: set through object.__setattr__)
+        object.__setattr__(self, "dim", check_positive_int(self.dim, "dim"))
         if self.hamiltonian.dim is not None and self.hamiltonian.dim != self.dim:
             raise ValueError(f"dim={self.dim} but the Hamiltonian has dimension {self.hamiltonian.dim}")
-        radius = self.radius if isinstance(self.radius, tuple) else (self.radius,)
-        if len(radius) not in (1, self.dim) or not all(r > 0 for r in radius):
-            raise ValueError(
-                f"radius must be a positive number or {self.dim} positive numbers, got {self.radius!r}"
-            )
-        if not self.horizon > 0:
-            raise ValueError(f"horizon must be positive, got {self.horizon!r}")
+        if isinstance(self.radius, tuple):
+            if len(self.radius) not in (1, self.dim):
+                raise ValueError(
+                    f"radius must be a positive number or {self.dim} positive numbers, got {self.radius!r}"
+                )
+            radius = tuple(check_positive(r, "radius") for r in self.radius)
+        else:
+            radius = check_positive(self.radius, "radius")
+        object.__setattr__(self, "radius", radius)
+        object.__setattr__(self, "horizon", check_positive(self.horizon, "horizon"))
 
     def radius_tensor(self, dtype=torch.float64, device="cpu") -> torch.Tensor:
         """The half-widths of the sampling box as a ``(dim,)`` tensor."""
@@ -318,14 +343,7 @@ def _as_precisions(precisions, k: int, d: int) -> torch.Tensor:
 
 def _float64(value, name: str, **pattern) -> torch.Tensor:
     """A float64 tensor from a tensor or nested sequence (numbers given in Python stay exact)."""
-    if not isinstance(value, torch.Tensor):
-        try:
-            value = torch.as_tensor(value, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(
-                f"{name} must be a tensor or a sequence of numbers, got {type(value).__name__}"
-            ) from None
-    return check_tensor(value, name, **pattern).to(torch.float64)
+    return _real_tensor(value, name, **pattern).to(torch.float64)
 
 
 class QuadraticPieces:
@@ -383,12 +401,13 @@ class QuadraticPieces:
         ``H = p^T M p / 2``: shapes ``(B,)``, ``(B, d)``, ``(B, d)`` (``y = x - t M grad u``) and
         ``(B,)`` (the index of the minimising piece); ``None`` for a gradient or minimiser not
         asked for."""
-        mass = _symmetric_psd(torch.as_tensor(mass, dtype=torch.float64), "mass")
+        mass = _symmetric_psd(mass, "mass").to(torch.float64)
         if mass.shape != (self.dim, self.dim):
             raise ValueError(f"mass must have shape ({self.dim}, {self.dim}), got {tuple(mass.shape)}")
         _check_points(x, self.dim)
         t = _times(t, x)
-        return self._solution(mass).hopf_lax(x, t, gradient=bool(gradient), minimiser=bool(minimiser))
+        gradient, minimiser = check_bool(gradient, "gradient"), check_bool(minimiser, "minimiser")
+        return self._solution(mass).hopf_lax(x, t, gradient=gradient, minimiser=minimiser)
 
     def __repr__(self):
         return f"QuadraticPieces(count={self.count}, dim={self.dim})"
@@ -411,29 +430,22 @@ def min_of_quadratics_problem(
     ``centres`` a fixed three-branch layout is used whose ties are curved surfaces crossing the
     box in every dimension (the ``hjb.crossing`` problem).
     """
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    dim = check_positive_int(dim, "dim")
     if centres is None:
         if precisions is not None or offsets is not None:
             raise ValueError("give centres together with precisions and offsets")
         centres, precisions, offsets = _default_layout(dim)
-    centres = torch.as_tensor(centres, dtype=torch.float64)
-    if centres.dim() != 2 or centres.shape[1] != dim:
-        raise ValueError(f"centres must have shape (K, {dim}), got {tuple(centres.shape)}")
+    centres = _float64(centres, "centres", shape=(None, dim))
     k = centres.shape[0]
-    precisions = _as_precisions(torch.ones(k) if precisions is None else precisions, k, dim)
-    offsets = (
-        torch.zeros(k, dtype=torch.float64)
-        if offsets is None
-        else torch.as_tensor(offsets, dtype=torch.float64)
-    )
+    if precisions is None:
+        precisions = torch.ones(k, dtype=torch.float64)
+    precisions = _as_precisions(_float64(precisions, "precisions"), k, dim)
+    offsets = torch.zeros(k, dtype=torch.float64) if offsets is None else _float64(offsets, "offsets")
     if offsets.shape != (k,):
         raise ValueError(f"offsets must have shape ({k},), got {tuple(offsets.shape)}")
-    mass = (
-        torch.eye(dim, dtype=torch.float64)
-        if mass is None
-        else _symmetric_psd(torch.as_tensor(mass, dtype=torch.float64), "mass")
-    )
+    if mass is None:
+        mass = torch.eye(dim, dtype=torch.float64)
+    mass = _symmetric_psd(mass, "mass").to(torch.float64)
     if mass.shape != (dim, dim):
         raise ValueError(f"mass must have shape ({dim}, {dim}), got {tuple(mass.shape)}")
     branches = _MinOfQuadratics(centres, precisions, offsets, mass)
@@ -489,10 +501,8 @@ def kink_problem(initial: str, dim: int = 1, radius: float = 1.0, horizon: float
     solutions (Lipschitz, satisfying the PDE almost everywhere): ``|x| - t/2`` for ``g = |x|`` and
     ``min(0, |x| - t/2)`` for ``g = 0``.
     """
-    if initial not in ("negative_norm", "norm", "zero"):
-        raise ValueError(f"initial must be 'negative_norm', 'norm' or 'zero', got {initial!r}")
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
+    check_choice(initial, "initial", ("negative_norm", "norm", "zero"))
+    dim = check_positive_int(dim, "dim")
     spurious, kink = {}, None
     if initial == "negative_norm":
 
@@ -585,15 +595,14 @@ class RiccatiSolution:
 
         hamiltonian = LQRHamiltonian(A, B, Q, R)
         self.dim = d = hamiltonian.dim
-        self.horizon = float(horizon)
-        if not self.horizon > 0:
-            raise ValueError(f"horizon must be positive, got {horizon!r}")
+        self.horizon = check_positive(horizon, "horizon")
         A = hamiltonian.A.double().numpy()
         Q = hamiltonian.Q.double().numpy()
         G = hamiltonian.gain.double().numpy()
-        P0 = _symmetric_psd(torch.as_tensor(P0, dtype=torch.float64), "P0").numpy()
-        if P0.shape != (d, d):
-            raise ValueError(f"P0 must have shape ({d}, {d}), got {P0.shape}")
+        self.initial_matrix = _symmetric_psd(P0, "P0").to(torch.float64)
+        if self.initial_matrix.shape != (d, d):
+            raise ValueError(f"P0 must have shape ({d}, {d}), got {tuple(self.initial_matrix.shape)}")
+        P0 = self.initial_matrix.numpy()
 
         def rhs(_, y):
             P = y.reshape(d, d)
@@ -603,14 +612,16 @@ class RiccatiSolution:
         solution = solve_ivp(
             rhs, (0.0, self.horizon), P0.ravel(), method="DOP853", rtol=1e-12, atol=1e-12, dense_output=True
         )
-        if not solution.success:
-            raise RuntimeError(f"the Riccati solve failed: {solution.message}")
+        if not solution.success or not np.isfinite(solution.y).all():
+            raise NonFiniteResultError(
+                f"the Riccati solve failed ({solution.message}); check that A, Q and P0 are of moderate size"
+            )
         self._dense = solution.sol
         self._np = np
 
     def __call__(self, t) -> torch.Tensor:
         np = self._np
-        times = torch.as_tensor(t, dtype=torch.float64).detach().cpu()
+        times = _real_tensor(t, "t", dim=(0, 1), nonempty=False).detach().to("cpu", torch.float64)
         scalar = times.dim() == 0
         times = times.reshape(-1)
         if bool((times < -1e-12).any()) or bool((times > self.horizon * (1 + 1e-12)).any()):
@@ -632,7 +643,7 @@ def lqr_problem(A, B, Q, R, P0, horizon: float = 1.0, radius: float = 1.0) -> HJ
     hamiltonian = LQRHamiltonian(A, B, Q, R)
     dim = hamiltonian.dim
     riccati = RiccatiSolution(A, B, Q, R, P0, horizon)
-    initial_matrix = torch.as_tensor(P0, dtype=torch.float64)
+    initial_matrix = riccati.initial_matrix
 
     def initial(x):
         _check_points(x, dim)
