@@ -45,6 +45,24 @@ def _two_layer_sgd(noisy):
     return build
 
 
+def _fused_squared_loss(device, tiny):
+    """The particle-blocked fused loss and gradient (``_fused.py``) through ``squared_loss``, with an
+    explicit block on both devices (a GPU defaults to one block), so the blocked path runs on both."""
+    n, d, batch, block = (96, 5, 8, 32) if tiny else (200_000, 10, 32, 1024)
+    model = TwoLayerMeanField(n, d, "tanh", bias=True, generator=11, dtype=DOUBLE, device=device)
+    g = make_generator(12)
+    x = torch.randn(batch, d, generator=g, dtype=DOUBLE).to(device)
+    y = torch.sin(x[:, 0]).to(device)
+
+    def run():
+        model.particles.grad = None
+        loss = model.squared_loss(x, y, block=block)
+        loss.backward()
+        return loss.detach(), model.particles.grad.detach().clone()
+
+    return run
+
+
 def _exact_risk_flow(device, tiny):
     n, d = (32, 4) if tiny else (512, 10)
     activation = GaussianWellActivation(3.0, 1.5, 1.0)
@@ -145,6 +163,7 @@ def _resnet_limit(device, tiny):
 KERNELS = [
     KernelCheck("meanfield.two_layer.online_sgd_steps", _two_layer_sgd(False)),
     KernelCheck("meanfield.two_layer.langevin_steps", _two_layer_sgd(True), rtol=1e-9, atol=1e-11),
+    KernelCheck("meanfield.two_layer.fused_squared_loss_blocked", _fused_squared_loss, rtol=1e-9, atol=1e-12),
     KernelCheck("meanfield.isotropic.exact_risk_gradient_flow", _exact_risk_flow, rtol=1e-9, atol=1e-11),
     KernelCheck("meanfield.isotropic.radial_limit", _radial_limit, rtol=1e-9, atol=1e-11),
     KernelCheck("meanfield.cnn.gradient_flow", _cnn_flow, rtol=1e-9, atol=1e-11),
