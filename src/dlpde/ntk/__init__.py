@@ -36,6 +36,7 @@ from ._empirical import (
     flatten_parameters,
     functional_model,
     linearize,
+    monte_carlo_kernel,
     ntk_vector_product,
     second_order_taylor,
 )
@@ -79,7 +80,7 @@ from ._spec import (
 
 __all__ = [
     "empirical_ntk", "empirical_nngp", "ntk_vector_product", "linearize", "second_order_taylor",
-    "functional_model", "flatten_parameters",
+    "functional_model", "flatten_parameters", "monte_carlo_kernel",
     "Layer", "Dense", "Conv", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf", "Sigmoid_like", "Gelu",
     "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise", "ElementwiseNumerical", "LayerNorm",
     "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool", "Flatten", "Identity", "FanOut",

@@ -33,11 +33,18 @@ import torch
 from torch import func as tfunc
 from torch import nn
 
-from dlpde.shared import check_tensor
+from dlpde.shared import (
+    check_choice,
+    check_finite_result,
+    check_int,
+    check_positive_int,
+    check_same_device,
+    check_tensor,
+)
 
 __all__ = [
     "functional_model", "empirical_ntk", "empirical_nngp", "ntk_vector_product", "linearize",
-    "second_order_taylor", "flatten_parameters",
+    "second_order_taylor", "flatten_parameters", "monte_carlo_kernel",
 ]
 
 _METHODS = ("jacobian", "ntk_vp", "structured", "auto")
@@ -340,3 +347,87 @@ def second_order_taylor(model, params0=None) -> Callable:
         return f(params0, x) + first + 0.5 * second
 
     return f_2
+
+
+def _kernel_names(get) -> tuple[str, ...]:
+    names = (get,) if isinstance(get, str) else get
+    if not isinstance(names, (tuple, list)) or not names:
+        raise TypeError(f"get must be 'nngp', 'ntk' or a tuple of them, got {get!r}")
+    for name in names:
+        check_choice(name, "get entry", ("nngp", "ntk"))
+    if len(set(names)) != len(names):
+        raise ValueError(f"get must not repeat a kernel, got {get!r}")
+    return tuple(names)
+
+
+def monte_carlo_kernel(spec, x1: torch.Tensor, x2: torch.Tensor | None = None, n_samples: int = 64,
+                       seed: int | torch.Generator = 0, get: str | tuple = ("nngp", "ntk"),
+                       batch_size: int | None = None, method: str = "auto") -> dict:
+    """Monte Carlo estimate of the infinite-width kernels of ``spec`` from finite networks
+    (neural-tangents' ``monte_carlo_kernel_fn``): the empirical NNGP ``f(x1) f(x2)^T / K`` and
+    NTK ``J(x1) J(x2)^T / K`` (means over the ``K`` outputs) averaged over ``n_samples``
+    independently initialised networks built by ``build_network(spec, ...)``.
+
+    The networks are drawn one at a time from seeds spawned from ``seed``, and each kernel is
+    accumulated in float64 (running mean and sum of squared deviations, Welford), so the memory is
+    one network plus ``O(N1 N2)`` whatever ``n_samples``; ``batch_size`` blocks the inputs (rows of
+    ``x1`` and ``x2`` per block of the NTK and per forward pass of the NNGP). ``method`` is
+    ``empirical_ntk``'s. At finite width the mean differs from ``analytic_kernels`` by
+    ``O(1/width)`` (the quantity ``ntk.convergence`` measures) plus the Monte Carlo error.
+
+    Returns ``{"nngp": (N1, N2), "nngp_standard_error": (N1, N2), "ntk": ..., "ntk_standard_error":
+    ..., "n_samples": n_samples}`` (the kernels in ``get``) in the dtype of ``x1``; the standard
+    error is ``std / sqrt(n_samples)`` entry by entry (unbiased ``std``).
+    """
+    from dlpde.shared import make_generator, spawn_seed
+
+    from ._spec import Layer, build_network
+
+    layers = spec if isinstance(spec, (list, tuple)) else [spec]
+    if not layers or not all(isinstance(layer, Layer) for layer in layers):
+        raise TypeError(f"spec must be a Layer or a non-empty list of layers, got {type(spec).__name__}")
+    check_tensor(x1, "x1", dim=(2, 3, 4))
+    if x2 is not None:
+        check_tensor(x2, "x2", dim=x1.dim())
+        if x2.shape[1:] != x1.shape[1:] or x2.dtype != x1.dtype:
+            raise ValueError(f"x2 must match x1 in per-sample shape and dtype: {tuple(x2.shape)} {x2.dtype} "
+                             f"vs {tuple(x1.shape)} {x1.dtype}")
+        check_same_device(x1=x1, x2=x2)
+    n_samples = check_int(n_samples, "n_samples", minimum=2)
+    names = _kernel_names(get)
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    check_choice(method, "method", _METHODS)
+    generator = make_generator(seed, "cpu")
+    xb = x1 if x2 is None else x2
+    chunk = batch_size or max(x1.shape[0], xb.shape[0])
+
+    def outputs(net, x):
+        with torch.no_grad():
+            out = torch.cat([net(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+        if out.dim() not in (1, 2):
+            raise ValueError(f"the network's outputs must be (N,) or (N, K), got {tuple(out.shape)}: end "
+                             "the spec with a readout (e.g. GlobalAvgPool() or Flatten(), then Dense)")
+        return out.reshape(out.shape[0], -1)
+
+    mean = {name: torch.zeros(x1.shape[0], xb.shape[0], dtype=torch.float64, device=x1.device)
+            for name in names}
+    squares = {name: torch.zeros_like(value) for name, value in mean.items()}
+    for sample in range(n_samples):
+        net = build_network(spec, tuple(x1.shape[1:]), spawn_seed(generator), x1.dtype, x1.device)
+        for name in names:
+            if name == "nngp":
+                a = outputs(net, x1)
+                b = a if x2 is None else outputs(net, x2)
+                value = a @ b.T / a.shape[1]
+            else:
+                value = empirical_ntk(net, x1, x2, method=method, batch_size=batch_size).detach()
+            delta = value.double() - mean[name]
+            mean[name] += delta / (sample + 1)
+            squares[name] += delta * (value.double() - mean[name])
+    result = {"n_samples": n_samples}
+    for name in names:
+        check_finite_result(mean[name], f"Monte Carlo {name}", hint="the networks overflow; rescale x1")
+        result[name] = mean[name].to(x1.dtype)
+        result[f"{name}_standard_error"] = (squares[name] / ((n_samples - 1) * n_samples)).sqrt().to(x1.dtype)
+    return result
