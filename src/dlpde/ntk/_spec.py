@@ -513,6 +513,9 @@ class _Activation(Layer):
         return value, ntk.mul_(derivative)
 
     def kernel(self, state):
+        if not state.gaussian:
+            raise ValueError(f"{type(self).__name__} needs Gaussian pre-activations: put an affine layer "
+                             "(Dense, Conv) before it (its kernel formula assumes them, as neural-tangents)")
         q1, q2 = _variances(state)
         nngp, ntk = self.update(state.nngp, state.ntk, q1, q2)
         return state.replace(nngp=nngp, ntk=ntk, gaussian=False)
