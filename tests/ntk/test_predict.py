@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from dlpde.ntk import (
@@ -11,6 +12,8 @@ from dlpde.ntk import (
     analytic_kernels,
     gradient_descent_mse,
     gradient_descent_mse_ensemble,
+    gradient_descent_mse_predictor,
+    kernel_regression,
     nngp_posterior,
 )
 from dlpde.shared import integrate, make_generator
@@ -82,3 +85,82 @@ def test_ensemble_matches_monte_carlo_over_initialisations():
     sample_cov = torch.cov(finals.T)
     scale = float(ens["covariance"][0].abs().max())
     assert float((sample_cov - ens["covariance"][0]).abs().max()) < 5 * scale * math.sqrt(2 / draws)
+
+
+def test_predictor_reuses_one_eigendecomposition(monkeypatch):
+    _, ntk, y, n = _problem()
+    direct = gradient_descent_mse(ntk[:n, :n], y, [0.3, 2.0, math.inf], 0.7, ntk_test_train=ntk[n:, :n])
+    calls = []
+    eigh = torch.linalg.eigh
+    monkeypatch.setattr(torch.linalg, "eigh", lambda a: calls.append(a.shape) or eigh(a))
+    predict = gradient_descent_mse_predictor(ntk[:n, :n], y, 0.7, ntk_test_train=ntk[n:, :n])
+    pieces = [predict(t) for t in (0.3, [2.0, math.inf])]
+    assert len(calls) == 1  # the decomposition is done once, at construction
+    for key in ("train", "test"):
+        torch.testing.assert_close(torch.cat([p[key] for p in pieces]), direct[key], rtol=1e-13, atol=1e-13)
+
+
+def _closed_form(kernel, nngp, y, n, t, eta, mode):
+    """Mean and covariance from matrix exponentials and solves (no eigendecomposition)."""
+    n_out = y.numel()
+    theta = kernel[:n, :n]
+    inverse = torch.linalg.inv(theta)
+    eye = torch.eye(n, dtype=torch.float64)
+    decay = eye if math.isinf(t) else eye - torch.linalg.matrix_exp(-eta * t * theta / n_out)
+    a = kernel[n:, :n] @ inverse @ decay
+    if mode == "ntk":
+        cov = (nngp[n:, n:] - a @ nngp[:n, n:] - nngp[n:, :n] @ a.T + a @ nngp[:n, :n] @ a.T)
+    else:
+        decay2 = eye if math.isinf(t) else eye - torch.linalg.matrix_exp(-2 * eta * t * theta / n_out)
+        cov = nngp[n:, n:] - nngp[n:, :n] @ inverse @ decay2 @ nngp[:n, n:]
+    return a @ y, cov
+
+
+@pytest.mark.parametrize("get", ["ntk", "nngp"])
+def test_kernel_regression_against_closed_forms(get):
+    g = make_generator(4)
+    x = torch.randn(9, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    nngp, ntk = analytic_kernels(SPEC, x)
+    kernel = ntk if get == "ntk" else nngp
+    times = [0.0, 0.8, 5.0, math.inf]
+    out = kernel_regression(SPEC, x[:6], y, x[6:], get=get, t=times, learning_rate=0.9)
+    assert out["mean"].shape == (4, 3, 2) and out["covariance"].shape == (4, 3, 3)
+    for i, t in enumerate(times):
+        mean, cov = _closed_form(kernel, nngp, y, 6, t, 0.9, get)
+        torch.testing.assert_close(out["mean"][i], mean, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(out["covariance"][i], cov, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(out["variance"][i], torch.diagonal(cov), rtol=1e-8, atol=1e-10)
+    # t = 0: the prior (mean 0, covariance K(x, x')); t = None is t = inf without the time axis
+    torch.testing.assert_close(out["covariance"][0], nngp[6:, 6:], rtol=1e-12, atol=1e-12)
+    converged = kernel_regression(SPEC, x[:6], y, x[6:], get=get)
+    torch.testing.assert_close(converged["mean"], out["mean"][-1], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(converged["covariance"], out["covariance"][-1], rtol=1e-8, atol=1e-10)
+
+
+def test_kernel_regression_nngp_is_the_bayesian_posterior_with_noise():
+    g = make_generator(5)
+    x = torch.randn(10, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(7, generator=g, dtype=torch.float64)
+    nngp, _ = analytic_kernels(SPEC, x)
+    noise = 0.05 * float(torch.diagonal(nngp[:7, :7]).mean())  # diag_reg is relative to mean(diag K)
+    out = kernel_regression(SPEC, x[:7], y, x[7:], get="nngp", diag_reg=0.05)
+    inverse = torch.linalg.inv(nngp[:7, :7] + noise * torch.eye(7, dtype=torch.float64))
+    torch.testing.assert_close(out["mean"], nngp[7:, :7] @ inverse @ y, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out["covariance"], nngp[7:, 7:] - nngp[7:, :7] @ inverse @ nngp[:7, 7:],
+                               rtol=1e-10, atol=1e-12)
+    assert out["mean"].shape == (3,) and out["variance"].shape == (3,)
+    assert bool((out["variance"] > 0).all())
+
+
+def test_kernel_regression_refuses_bad_arguments():
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.randn(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="y_train"):
+        kernel_regression(SPEC, x[:3], y, x[3:])
+    with pytest.raises(ValueError, match="get"):
+        kernel_regression(SPEC, x[:4], y, x[4:], get="ntkgp")
+    with pytest.raises(ValueError, match="diag_reg"):
+        kernel_regression(SPEC, x[:4], y, x[4:], diag_reg=-1.0)
+    with pytest.raises(ValueError, match="times"):
+        kernel_regression(SPEC, x[:4], y, x[4:], t=[-1.0])

@@ -40,7 +40,13 @@ from ._empirical import (
     ntk_vector_product,
     second_order_taylor,
 )
-from ._predict import gradient_descent_mse, gradient_descent_mse_ensemble, nngp_posterior
+from ._predict import (
+    gradient_descent_mse,
+    gradient_descent_mse_ensemble,
+    gradient_descent_mse_predictor,
+    kernel_regression,
+    nngp_posterior,
+)
 from ._spec import (
     ABRelu,
     Abs,
@@ -87,6 +93,7 @@ __all__ = [
     "Parallel", "FanInSum", "Serial",
     "analytic_kernels", "build_network", "to_stax",
     "gradient_descent_mse", "nngp_posterior", "gradient_descent_mse_ensemble",
+    "gradient_descent_mse_predictor", "kernel_regression",
     "AlphaScaled", "TwoLayerNetwork", "train_with_linearization",
     "relative_kernel_drift", "relative_weight_movement", "linearization_distance",
     "kernel_target_alignment", "kernel_velocity", "third_order_kernel", "perturbative_dynamics",

@@ -18,7 +18,17 @@ import math
 
 import torch
 
-__all__ = ["gradient_descent_mse", "nngp_posterior", "gradient_descent_mse_ensemble"]
+from dlpde.shared import (
+    check_bool,
+    check_choice,
+    check_finite_result,
+    check_positive,
+    check_real,
+    check_tensor,
+)
+
+__all__ = ["gradient_descent_mse", "gradient_descent_mse_predictor", "nngp_posterior",
+           "gradient_descent_mse_ensemble", "kernel_regression"]
 
 
 def _as_times(times, like):
@@ -58,10 +68,11 @@ def _columns(kernel, y, name="y_train"):
     return columns, restore
 
 
-def _spectral_functions(ntk, scaled_times):
+def _spectral_functions(ntk, scaled_times, eigen=None):
     """Eigenvectors ``V`` and, per time ``a = eta t / N``, ``exp(-a lambda)`` and
-    ``(1 - exp(-a lambda)) / lambda`` (``a`` as ``lambda -> 0``; ``1/lambda`` at ``a = inf``)."""
-    eigenvalues, vectors = torch.linalg.eigh(ntk)
+    ``(1 - exp(-a lambda)) / lambda`` (``a`` as ``lambda -> 0``; ``1/lambda`` at ``a = inf``).
+    ``eigen``: a cached ``torch.linalg.eigh(ntk)``."""
+    eigenvalues, vectors = torch.linalg.eigh(ntk) if eigen is None else eigen
     tiny = eigenvalues.abs().max() * ntk.shape[0] * torch.finfo(ntk.dtype).eps
     lam = eigenvalues.unsqueeze(0)
     a = scaled_times.unsqueeze(-1)
@@ -72,6 +83,52 @@ def _spectral_functions(ntk, scaled_times):
     growth = torch.where(finite, -torch.expm1(-torch.where(finite, a, 0) * lam) / safe, 1.0 / safe)
     growth = torch.where(small, torch.where(finite, a, 0.0).expand_as(growth), growth)
     return vectors, decay, growth
+
+
+def _check_kernel_input(k, name):
+    check_tensor(k, name, dim=2)
+    _check_square(k, name)
+
+
+def gradient_descent_mse_predictor(ntk_train_train: torch.Tensor, y_train: torch.Tensor,
+                                   learning_rate: float = 1.0, f_train_0: torch.Tensor | None = None,
+                                   ntk_test_train: torch.Tensor | None = None,
+                                   f_test_0: torch.Tensor | None = None):
+    """``predict(times)``: the outputs of ``gradient_descent_mse`` at any times, with the
+    eigendecomposition of ``ntk_train_train`` done once here and reused by every call (the
+    counterpart of neural-tangents' ``predict.gradient_descent_mse``). Arguments as
+    ``gradient_descent_mse``; ``predict(times)`` returns its dict."""
+    _check_kernel_input(ntk_train_train, "ntk_train_train")
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    check_tensor(y_train, "y_train")
+    y, restore = _columns(ntk_train_train, y_train)
+    f0 = torch.zeros_like(y) if f_train_0 is None else _columns(ntk_train_train, f_train_0, "f_train_0")[0]
+    n = y_train.numel()
+    test = None
+    if ntk_test_train is not None:
+        check_tensor(ntk_test_train, "ntk_test_train", dim=2)
+        if ntk_test_train.shape[1] != ntk_train_train.shape[0]:
+            raise ValueError(f"ntk_test_train must be (M, {ntk_train_train.shape[0]}), got "
+                             f"{tuple(ntk_test_train.shape)}")
+        shape = (ntk_test_train.shape[0], y.shape[1])
+        if f_test_0 is not None:
+            check_tensor(f_test_0, "f_test_0")
+            if f_test_0.numel() != shape[0] * shape[1]:
+                raise ValueError(f"f_test_0 must have {shape[0] * shape[1]} entries, got {f_test_0.numel()}")
+        test = (ntk_test_train, y.new_zeros(shape) if f_test_0 is None else f_test_0.reshape(shape))
+    eigen = torch.linalg.eigh(ntk_train_train)
+    residual0 = eigen[1].T @ (f0 - y)  # (n, k) in the eigenbasis
+
+    def predict(times) -> dict:
+        t = _as_times(times, ntk_train_train)
+        vectors, decay, growth = _spectral_functions(ntk_train_train, learning_rate * t / n, eigen)
+        out = {"times": t, "train": restore(y + torch.einsum("ij,tj,jk->tik", vectors, decay, residual0))}
+        if test is not None:
+            change = torch.einsum("mi,ij,tj,jk->tmk", test[0], vectors, growth, residual0)
+            out["test"] = restore(test[1] - change)
+        return out
+
+    return predict
 
 
 def gradient_descent_mse(ntk_train_train: torch.Tensor, y_train: torch.Tensor, times,
@@ -88,27 +145,12 @@ def gradient_descent_mse(ntk_train_train: torch.Tensor, y_train: torch.Tensor, t
         ntk_test_train: ``(M, N)`` (or ``(M K, N K)``) to predict test points too.
 
     Returns ``{"times": (T,), "train": (T, N, K), "test": (T, M, K)}`` (test only if asked),
-    with ``N = y_train.numel()`` in the exponent (the loss is ``(1/2N) sum (f - y)^2``).
+    with ``N = y_train.numel()`` in the exponent (the loss is ``(1/2N) sum (f - y)^2``). To
+    evaluate at more times later without a new eigendecomposition, use
+    ``gradient_descent_mse_predictor`` (this is ``gradient_descent_mse_predictor(...)(times)``).
     """
-    _check_square(ntk_train_train, "ntk_train_train")
-    y, restore = _columns(ntk_train_train, y_train)
-    f0 = torch.zeros_like(y) if f_train_0 is None else _columns(ntk_train_train, f_train_0, "f_train_0")[0]
-    t = _as_times(times, ntk_train_train)
-    n = y_train.numel()
-    vectors, decay, growth = _spectral_functions(ntk_train_train, learning_rate * t / n)
-    residual0 = vectors.T @ (f0 - y)  # (n, k) in the eigenbasis
-    out = {"times": t, "train": restore(y + torch.einsum("ij,tj,jk->tik", vectors, decay, residual0))}
-    if ntk_test_train is not None:
-        if ntk_test_train.dim() != 2 or ntk_test_train.shape[1] != ntk_train_train.shape[0]:
-            raise ValueError(f"ntk_test_train must be (M, {ntk_train_train.shape[0]}), got "
-                             f"{tuple(ntk_test_train.shape)}")
-        shape = (ntk_test_train.shape[0], y.shape[1])
-        if f_test_0 is not None and f_test_0.numel() != shape[0] * shape[1]:
-            raise ValueError(f"f_test_0 must have {shape[0] * shape[1]} entries, got {f_test_0.numel()}")
-        g0 = y.new_zeros(shape) if f_test_0 is None else f_test_0.reshape(shape)
-        change = torch.einsum("mi,ij,tj,jk->tmk", ntk_test_train, vectors, growth, residual0)
-        out["test"] = restore(g0 - change)
-    return out
+    return gradient_descent_mse_predictor(ntk_train_train, y_train, learning_rate, f_train_0,
+                                          ntk_test_train, f_test_0)(times)
 
 
 def nngp_posterior(nngp_train_train: torch.Tensor, nngp_test_train: torch.Tensor,
@@ -162,3 +204,88 @@ def gradient_descent_mse_ensemble(nngp_train_train, nngp_test_train, nngp_test_t
     covariance = (nngp_test_test - cross - cross.transpose(1, 2)
                   + a @ nngp_train_train @ a.transpose(1, 2))
     return {"times": t, "mean": mean, "covariance": covariance}
+
+
+def _regularised(k: torch.Tensor, diag_reg: float) -> torch.Tensor:
+    """``K + diag_reg * mean(diag K) I`` (neural-tangents' relative ``diag_reg``)."""
+    if diag_reg == 0:
+        return k
+    scale = diag_reg * torch.diagonal(k).mean()
+    return k + scale * torch.eye(k.shape[0], dtype=k.dtype, device=k.device)
+
+
+def kernel_regression(spec, x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
+                      get: str = "ntk", t=None, diag_reg: float = 0.0, learning_rate: float = 1.0,
+                      compute_cov: bool = True) -> dict:
+    """Test predictions of infinitely wide networks described by ``spec`` (neural-tangents'
+    ``predict.gradient_descent_mse_ensemble(kernel_fn, ...)(t, x_test, get, compute_cov)``): the
+    mean and covariance over random initialisations of the network trained by gradient flow on
+    MSE (learning rate ``eta``, loss ``(1/2N) sum (f - y)^2``, ``N = y_train.numel()``) up to
+    time ``t`` (``None``: ``t = inf``, converged).
+
+    With ``K`` the NNGP and ``Theta`` the NTK from ``analytic_kernels``, ``R = Theta(X, X)`` (or
+    ``K(X, X)`` for ``get="nngp"``) plus ``diag_reg * mean(diag R) I``, ``R = V diag(lambda) V^T``,
+    ``g_a(lambda) = (1 - exp(-a lambda)) / lambda`` and ``a = eta t / N``:
+
+    - ``get="ntk"`` (all layers trained, the NTK ensemble): ``A = Theta(x, X) V g_a V^T``,
+      mean ``A y``, covariance ``K(x, x') - A K(X, x') - K(x, X) A^T + A K(X, X) A^T``;
+    - ``get="nngp"`` (only the readout trained; at ``t = inf`` the exact Bayesian NNGP posterior
+      with noise variance ``diag_reg * mean(diag K)``): mean ``K(x, X) V g_a V^T y``, covariance
+      ``K(x, x') - K(x, X) V g_{2a} V^T K(X, x')``.
+
+    Args:
+        spec: a ``Layer`` or a list of layers; x_train ``(N, ...)``, x_test ``(M, ...)`` inputs
+            of one per-sample shape; y_train ``(N,)`` or ``(N, K)`` targets.
+        t: ``None``, a time or a sequence of times (``inf`` allowed).
+        diag_reg: relative diagonal regularisation (>= 0), as neural-tangents'.
+        compute_cov: also return the covariance and the variance (its diagonal).
+
+    Returns ``{"mean": (M, K), "variance": (M,), "covariance": (M, M)}`` (``(M,)`` means for a
+    1-D ``y_train``), each with a leading ``(T,)`` axis when ``t`` is given, plus ``"times"``.
+    The covariance is the same for every output column (the kernels are output-traced).
+    """
+    from ._spec import _as_spec, analytic_kernels
+
+    spec = _as_spec(spec)
+    check_tensor(x_train, "x_train", dim=(2, 3, 4))
+    check_tensor(x_test, "x_test", dim=x_train.dim())
+    if x_test.shape[1:] != x_train.shape[1:] or x_test.dtype != x_train.dtype:
+        raise ValueError(f"x_test must match x_train in per-sample shape and dtype: {tuple(x_test.shape)} "
+                         f"{x_test.dtype} vs {tuple(x_train.shape)} {x_train.dtype}")
+    check_tensor(y_train, "y_train", dim=(1, 2))
+    if y_train.shape[0] != x_train.shape[0]:
+        raise ValueError(f"y_train must have {x_train.shape[0]} rows (one per x_train row), got "
+                         f"{tuple(y_train.shape)}")
+    check_choice(get, "get", ("nngp", "ntk"))
+    diag_reg = check_real(diag_reg, "diag_reg", minimum=0.0)
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    compute_cov = check_bool(compute_cov, "compute_cov")
+    n = x_train.shape[0]
+    nngp, ntk = analytic_kernels(spec, torch.cat([x_train, x_test]))
+    y = y_train.to(nngp.dtype)
+    scalar_time = t is None
+    times = _as_times(float("inf") if scalar_time else t, nngp)
+    kernel = ntk if get == "ntk" else nngp
+    train = _regularised(kernel[:n, :n], diag_reg)
+    scaled = learning_rate * times / y.numel()
+    eigen = torch.linalg.eigh(train)
+    vectors, _, growth = _spectral_functions(train, scaled, eigen)
+    a = torch.einsum("mi,ij,tj,kj->tmk", kernel[n:, :n], vectors, growth, vectors)  # (T, M, N)
+    mean = torch.einsum("tmn,n...->tm...", a, y)
+    out = {"times": times, "mean": mean}
+    if compute_cov:
+        k_test = nngp[n:, n:]
+        if get == "ntk":
+            cross = a @ nngp[n:, :n].T  # A K(X, x')
+            covariance = k_test - cross - cross.transpose(1, 2) + a @ nngp[:n, :n] @ a.transpose(1, 2)
+        else:
+            _, _, growth2 = _spectral_functions(train, 2 * scaled, eigen)
+            b = nngp[n:, :n] @ vectors
+            covariance = k_test - torch.einsum("mi,ti,li->tml", b, growth2, b)
+        out["covariance"] = covariance
+        out["variance"] = torch.diagonal(covariance, dim1=1, dim2=2)
+    check_finite_result(out["mean"], "kernel regression mean", hint="raise diag_reg")
+    if scalar_time:
+        out = {k: (v[0] if k != "times" else v) for k, v in out.items()}
+        del out["times"]
+    return out
