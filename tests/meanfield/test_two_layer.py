@@ -118,7 +118,7 @@ def test_same_seed_same_particles_and_bad_inputs_raise():
         a(torch.zeros(2, 4, dtype=DOUBLE))
     with pytest.raises(ValueError, match="float64"):
         a(torch.zeros(2, 3, dtype=torch.float32))
-    with pytest.raises(ValueError, match="n must be a positive int"):
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
         TwoLayerMeanField(0, 3)
     with pytest.raises(ValueError, match="input_scale"):
         TwoLayerMeanField(3, 3, input_scale=-1.0)

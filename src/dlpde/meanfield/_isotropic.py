@@ -46,6 +46,7 @@ from dlpde.shared import (
     check_int,
     check_positive,
     check_positive_int,
+    check_real,
     check_tensor,
     integrate,
     make_generator,
@@ -134,10 +135,8 @@ class IsotropicGaussianProblem:
     """
 
     def __init__(self, dimension: int, delta: float, activation):
-        if not isinstance(dimension, int) or dimension < 2:
-            raise ValueError(f"dimension must be an int >= 2, got {dimension!r}")
-        if not (0.0 < delta < 1.0):
-            raise ValueError(f"delta must lie in (0, 1), got {delta}")
+        dimension = check_int(dimension, "dimension", minimum=2)
+        delta = check_real(delta, "delta", 0.0, 1.0, strict_minimum=True, strict_maximum=True)
         if not hasattr(activation, "hermite_coefficients"):
             raise TypeError(
                 "activation must provide closed-form Gaussian moments: a PiecewiseLinearActivation "

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from dlpde.shared import integrate
+from dlpde.shared import check_bool, check_positive, check_real, check_same_device, check_tensor, integrate
 
 __all__ = ["LinearMomentClosure"]
 
@@ -50,18 +50,18 @@ class LinearMomentClosure:
         penalty: float = 0.0,
         inverse_temperature: float = math.inf,
     ):
-        if input_moment.dim() != 2 or input_moment.shape[0] != input_moment.shape[1]:
+        check_tensor(input_moment, "input_moment", dim=2)
+        if input_moment.shape[0] != input_moment.shape[1]:
             raise ValueError(f"input_moment must be a square matrix, got shape {tuple(input_moment.shape)}")
-        if cross_moment.shape != (input_moment.shape[0],):
-            raise ValueError(
-                f"cross_moment must have shape ({input_moment.shape[0]},), got {tuple(cross_moment.shape)}"
-            )
-        if not (bool(torch.isfinite(input_moment).all()) and bool(torch.isfinite(cross_moment).all())):
-            raise ValueError("input_moment and cross_moment must be finite")
-        if not (penalty >= 0 and math.isfinite(penalty)):
-            raise ValueError(f"penalty must be non-negative and finite, got {penalty}")
-        if not inverse_temperature > 0:
-            raise ValueError(f"inverse_temperature must be positive, got {inverse_temperature}")
+        check_tensor(cross_moment, "cross_moment", shape=(input_moment.shape[0],))
+        check_same_device(input_moment=input_moment, cross_moment=cross_moment)
+        output_moment = check_real(output_moment, "output_moment")
+        check_bool(fixed_output, "fixed_output")
+        penalty = check_positive(penalty, "penalty", allow_zero=True)
+        inverse_temperature = check_real(
+            inverse_temperature, "inverse_temperature (math.inf for no noise)", 0.0, strict_minimum=True,
+            finite=False,
+        )
         self.input_moment = input_moment
         self.cross_moment = cross_moment.to(input_moment)
         self.output_moment = float(output_moment)

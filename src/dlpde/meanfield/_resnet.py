@@ -35,6 +35,8 @@ from torch import nn
 from dlpde.shared import (
     check_callable,
     check_finite_result,
+    check_int,
+    check_positive,
     check_positive_int,
     check_same_device,
     check_tensor,
@@ -58,8 +60,7 @@ __all__ = [
 
 
 def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return check_positive_int(value, name)
 
 
 def block_outputs(
@@ -143,7 +144,7 @@ class MeanFieldResNet(nn.Module):
                 * torch.randn(depth, width, block_width * dim, generator=generator, dtype=torch.float64)
             )
             particles = torch.cat([u, w], -1).to(
-                dtype=resolve_dtype(dtype), device=resolve_device(device or "cpu")
+                dtype=resolve_dtype(dtype), device=resolve_device("cpu" if device is None else device)
             )
         elif particles.shape != (depth, width, size):
             raise ValueError(
@@ -264,7 +265,16 @@ def particle_velocity(
     discrete network with ``(x_l, p_{l+1})`` this is ``-L M dE/dtheta_{l,j}`` exactly; with the
     continuous ``(X(t), P(t))`` (``resnet_limit_adjoint``) it is the limit velocity field.
     """
-    activation = resolve_activation(activation)
+    dim = check_positive_int(dim, "dim")
+    block_width = check_positive_int(block_width, "block_width")
+    check_tensor(particles, "particles", shape=(None, 2 * dim * block_width))
+    check_tensor(states, "states", shape=(None, dim))
+    check_tensor(adjoints, "adjoints", shape=tuple(states.shape))
+    check_same_device(particles=particles, states=states, adjoints=adjoints)
+    if not particles.dtype == states.dtype == adjoints.dtype:
+        raise TypeError(f"particles, states and adjoints must have one dtype, got {particles.dtype}, "
+                        f"{states.dtype} and {adjoints.dtype}")
+    activation = _checked_activation(resolve_activation(activation))
     with torch.enable_grad():
         theta = particles.detach().requires_grad_(True)
         objective = (_block_outputs(states, theta, dim, block_width, activation) * adjoints[:, None, :]).sum()
@@ -297,10 +307,10 @@ class GaussianBlockMeasure:
     ):
         _positive_int("dim", dim)
         _positive_int("block_width", block_width)
-        if coupling.dim() != 3 or coupling.shape[1:] != (dim, dim):
-            raise ValueError(f"coupling must have shape (Q, {dim}, {dim}), got {tuple(coupling.shape)}")
-        if not (scale > 0 and noise >= 0):
-            raise ValueError(f"scale must be positive and noise non-negative, got {scale}, {noise}")
+        check_tensor(coupling, "coupling", shape=(None, dim, dim))
+        scale = check_positive(scale, "scale")
+        noise = check_positive(noise, "noise", allow_zero=True)
+        quadrature_nodes = check_int(quadrature_nodes, "quadrature_nodes", 2, 1000)
         self.dim, self.block_width, self.activation = dim, block_width, resolve_activation(activation)
         self.coupling, self.scale, self.noise = coupling, float(scale), float(noise)
         import numpy as np
@@ -350,7 +360,8 @@ class GaussianBlockMeasure:
         u = torch.einsum("lij,lmkj->lmki", couplings, w) + self.noise * eta  # (L, M, k, D): unit columns
         u_matrix = u.transpose(-1, -2).reshape(depth, width, d * k)  # U (D, k) row-major
         particles = torch.cat([u_matrix, w.reshape(depth, width, k * d)], -1)
-        return particles.to(dtype=resolve_dtype(dtype), device=resolve_device(device or "cpu"))
+        device = resolve_device("cpu" if device is None else device)
+        return particles.to(dtype=resolve_dtype(dtype), device=device)
 
 
 def _checked_field(field, x: torch.Tensor):

@@ -13,6 +13,9 @@ import torch
 from torch import nn
 
 from dlpde.shared import (
+    check_bool,
+    check_int,
+    check_positive,
     check_positive_int,
     check_same_device,
     check_tensor,
@@ -28,13 +31,11 @@ __all__ = ["TwoLayerMeanField", "MeanFieldCNN"]
 
 
 def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return check_positive_int(value, name)
 
 
 def _nonnegative(name, value):
-    if not (isinstance(value, (int, float)) and value >= 0 and value == value and value != float("inf")):
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return check_positive(value, name, allow_zero=True)
 
 
 class _TwoLayerParticles(nn.Module):
@@ -97,6 +98,8 @@ def _initial_particles(
     """Rows ``(a, w, b)``: ``a ~ N(0, output_scale^2)`` (``= output_scale`` when fixed),
     ``w ~ N(0, input_scale^2 / width I)``, ``b ~ N(0, bias_scale^2)``; drawn on the CPU in float64."""
     _positive_int("n", n)
+    check_bool(fixed_output, "fixed_output")
+    check_bool(bias, "bias")
     for name, value in (
         ("input_scale", input_scale),
         ("output_scale", output_scale),
@@ -113,7 +116,8 @@ def _initial_particles(
     columns = [a, w]
     if bias:
         columns.append(bias_scale * torch.randn(n, 1, generator=generator, dtype=torch.float64))
-    return torch.cat(columns, 1).to(dtype=resolve_dtype(dtype), device=resolve_device(device or "cpu"))
+    device = resolve_device("cpu" if device is None else device)
+    return torch.cat(columns, 1).to(dtype=resolve_dtype(dtype), device=device)
 
 
 class TwoLayerMeanField(_TwoLayerParticles):
@@ -233,8 +237,7 @@ class MeanFieldCNN(_TwoLayerParticles):
         _positive_int("kernel_size", kernel_size)
         _positive_int("in_channels", in_channels)
         _positive_int("stride", stride)
-        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+        check_int(padding, "padding", minimum=0)
         width = in_channels * kernel_size * kernel_size
         particles = _initial_particles(
             channels,
