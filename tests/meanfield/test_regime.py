@@ -93,6 +93,14 @@ def test_mean_field_multipliers_with_a_fixed_step_are_trivial(data):
     assert "regime: trivial/vanishing" in result.summary()
 
 
+def test_summary_and_plot(data, tmp_path):
+    result = mf.coordinate_check(TwoLayer, WIDTHS[:3], "ntk", data, steps=1, seeds=1)
+    table = result.summary()
+    assert "[hidden]/relative_update" in table and f"regime: {result.verdict}" in table
+    paths = result.plot(tmp_path / "coordinates")
+    assert all(path.stat().st_size > 0 for path in paths)
+
+
 def test_coordinate_check_refuses_bad_arguments(data):
     with pytest.raises(ValueError, match="widths"):
         mf.coordinate_check(TwoLayer, (64, 128), "ntk", data)

@@ -43,6 +43,7 @@ from torch import nn
 from dlpde.shared import (
     check_callable,
     check_choice,
+    check_int,
     check_positive,
     check_positive_int,
     check_same_device,
@@ -185,8 +186,8 @@ def coordinate_check(
         data: ``(x, y)`` with ``x`` of shape ``(N, *event)`` and ``y`` the shape of the model output.
         steps: full-batch SGD steps on ``mean((f - y)^2) / 2``; lr: the base step (or ``lr(width)``).
         seeds: initialisations per width (sizes are RMS over seeds). layers: names of the
-            submodules to record (default: every leaf submodule); those whose output size
-            changes with the width are the hidden layers used for the verdict.
+            submodules to record (default: every leaf submodule); those whose number of outputs
+            per sample changes with the width are the hidden layers used for the verdict.
         tolerance: an exponent within ``tolerance`` of 0 counts as O(1).
 
     Returns a ``CoordinateCheck`` (``summary()`` prints the table). Verdict, from the exponents
@@ -214,6 +215,7 @@ def coordinate_check(
     steps = check_positive_int(steps, "steps")
     seeds = check_positive_int(seeds, "seeds")
     tolerance = check_positive(tolerance, "tolerance", maximum=1.0)
+    seed = check_int(seed, "seed", 0, 2**40)
     if layers is not None:
         if isinstance(layers, (str, bytes)) or not isinstance(layers, Sequence):
             raise TypeError(f"layers must be a sequence of submodule names, got {type(layers).__name__}")
@@ -256,8 +258,9 @@ def coordinate_check(
                 "ntk_change": ((kernel1 - kernel0).pow(2).sum() / kernel0.pow(2).sum()),
             }
             for name, h0 in hidden0.items():
-                if name in hidden1 and h0.dim() >= 1:
-                    feature_sizes.setdefault(name, [0] * len(widths))[index] = h0.shape[-1]
+                if name in hidden1 and h0.dim() >= 1 and h0.shape[0] == x.shape[0]:
+                    # coordinates per sample (features, or channels x positions of a conv layer)
+                    feature_sizes.setdefault(name, [0] * len(widths))[index] = h0[0].numel()
                     values[f"[{name}]"] = h0.pow(2).mean()
                     values[f"[{name}]/update"] = (hidden1[name] - h0).pow(2).mean()
             for name, value in values.items():
