@@ -65,3 +65,22 @@ def test_check_finite_result_raises_a_named_error():
     with pytest.raises(NonFiniteResultError, match="ista iterate became non-finite"):
         check_finite_result(torch.tensor([1.0, math.inf]), "ista iterate", hint="lower the step")
     assert issubclass(NonFiniteResultError, ValueError)
+
+
+def test_check_sequence_checks_every_item_and_names_it():
+    from dlpde.shared import check_choice, check_positive_int, check_sequence
+
+    assert check_sequence([16, 32], "widths", check_positive_int) == (16, 32)
+    with pytest.raises(ValueError, match=r"widths\[1\] must be an integer >= 1, got -4"):
+        check_sequence((16, -4), "widths", check_positive_int)
+    with pytest.raises(ValueError, match="widths must have at least one entry"):
+        check_sequence((), "widths", check_positive_int)
+    assert check_sequence((), "widths", check_positive_int, nonempty=False) == ()
+    with pytest.raises(TypeError, match="widths must be a tuple or list"):
+        check_sequence("16", "widths", check_positive_int)
+    names = ("relu", "tanh")
+    assert check_sequence(["tanh"], "activations", check_choice, names, distinct=True) == ("tanh",)
+    with pytest.raises(ValueError, match="must not repeat"):
+        check_sequence(("tanh", "tanh"), "activations", check_choice, names, distinct=True)
+    with pytest.raises(ValueError, match=r"activations\[0\] must be one of 'relu', 'tanh'"):
+        check_sequence(("erf",), "activations", check_choice, names)

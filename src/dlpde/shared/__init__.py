@@ -28,6 +28,7 @@ from .checks import (
     check_probability,
     check_real,
     check_same_device,
+    check_sequence,
     check_tensor,
 )
 from .citations import cite
@@ -59,5 +60,5 @@ __all__ = [
     "Study", "ConfigError", "execute", "KernelCheck",
     "checks", "check_tensor", "check_int", "check_positive_int", "check_real", "check_positive",
     "check_probability", "check_choice", "check_callable", "check_same_device", "check_bool",
-    "check_finite_result", "NonFiniteResultError",
+    "check_finite_result", "check_sequence", "NonFiniteResultError",
 ]

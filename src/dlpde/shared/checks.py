@@ -15,6 +15,9 @@ The checks are cheap (a finiteness check is one reduction) and never move data b
 - ``check_int``, ``check_positive_int``: Python/NumPy/0-d tensor integers (not bools) in a range.
 - ``check_real``, ``check_positive``, ``check_probability``: finite real numbers in a range.
 - ``check_choice``: one of a finite set of options.
+- ``check_sequence``: a tuple/list whose items each pass one of the checks above
+  (``check_sequence(widths, "widths", check_positive_int)``, or with ``check_choice`` and
+  ``distinct=True`` for a subset of names).
 - ``check_callable``, ``check_same_device``, ``check_finite_result``.
 """
 
@@ -29,7 +32,7 @@ import torch
 __all__ = [
     "check_tensor", "check_int", "check_positive_int", "check_real", "check_positive",
     "check_probability", "check_choice", "check_callable", "check_same_device",
-    "check_finite_result", "check_bool", "NonFiniteResultError",
+    "check_finite_result", "check_bool", "check_sequence", "NonFiniteResultError",
 ]
 
 _FLOATING = (torch.float32, torch.float64)
@@ -292,3 +295,27 @@ def check_finite_result(value: torch.Tensor, what: str, hint: str = "") -> torch
             tail = f"; {hint}" if hint else ""
             raise NonFiniteResultError(f"{what} became non-finite (nan/inf){tail}")
     return value
+
+
+def check_sequence(values, name: str, check: Callable, *args, nonempty: bool = True,
+                   distinct: bool = False, **kwargs) -> tuple:
+    """A tuple or list whose every item passes ``check(item, f"{name}[i]", *args, **kwargs)``;
+    returns the checked items as a tuple. Strings are refused (they are sequences of characters).
+
+    >>> check_sequence((16, 32), "widths", check_positive_int)
+    (16, 32)
+    >>> check_sequence(("relu", "tanh"), "activations", check_choice, ("relu", "tanh", "erf"), distinct=True)
+    ('relu', 'tanh')
+    """
+    _check_name(name)
+    check_callable(check, "check")
+    _flag(nonempty, "nonempty")
+    _flag(distinct, "distinct")
+    if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
+        raise TypeError(f"{name} must be a tuple or list, got {_show(values)}")
+    if nonempty and not values:
+        raise ValueError(f"{name} must have at least one entry, got {values!r}")
+    items = tuple(check(v, f"{name}[{i}]", *args, **kwargs) for i, v in enumerate(values))
+    if distinct and len(set(items)) != len(items):
+        raise ValueError(f"{name} must not repeat entries, got {values!r}")
+    return items

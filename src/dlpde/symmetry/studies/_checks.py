@@ -3,7 +3,7 @@ that ``dlpde run <study> --set walkers=-4`` is a one-line ConfigError."""
 
 from __future__ import annotations
 
-from dlpde.shared import check_choice, check_int, check_real
+from dlpde.shared import check_choice, check_int, check_real, check_sequence
 
 DTYPES = ("float32", "float64")
 
@@ -29,16 +29,9 @@ def check_fields(config, *, positive=(), non_negative=(), positive_reals=(), min
 
 def check_int_tuple(values, name: str, minimum: int = 1) -> None:
     """A non-empty tuple of integers >= ``minimum``."""
-    if not isinstance(values, (tuple, list)) or not values:
-        raise ValueError(f"{name} must be a non-empty tuple of integers >= {minimum}, got {values!r}")
-    for value in values:
-        check_int(value, f"each of {name}", minimum=minimum)
+    check_sequence(values, name, check_int, minimum=minimum)
 
 
 def check_subset(values, name: str, allowed) -> None:
     """A non-empty tuple of distinct choices from ``allowed``."""
-    if not isinstance(values, (tuple, list)) or not values or len(set(values)) != len(values):
-        raise ValueError(f"{name} must be a non-empty tuple of distinct names from {tuple(allowed)}, "
-                         f"got {values!r}")
-    for value in values:
-        check_choice(value, f"each of {name}", tuple(allowed))
+    check_sequence(values, name, check_choice, tuple(allowed), distinct=True)
