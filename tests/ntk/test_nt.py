@@ -1,6 +1,8 @@
 """Cross-checks against neural-tangents (run in the side environment: `pytest -m nt -p no:xdist
 tests/ntk` with the `nt` extra installed; skipped elsewhere)."""
 
+import collections
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,8 @@ from dlpde.ntk import (
     empirical_ntk,
     gradient_descent_mse,
     gradient_descent_mse_ensemble,
+    kernel_regression,
+    monte_carlo_kernel,
     to_stax,
 )
 from dlpde.shared import make_generator
@@ -148,3 +152,51 @@ def test_predictions_match_neural_tangents(nt):
     # condition number of Theta(X, X) (about 1e3 here)
     np.testing.assert_allclose(ours["mean"].numpy(), np.asarray(ref.mean), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ours["covariance"].numpy(), np.asarray(ref.covariance), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("get", ["ntk", "nngp"])
+@pytest.mark.parametrize("diag_reg", [0.0, 1e-2])
+def test_kernel_regression_matches_neural_tangents_predict(nt, get, diag_reg):
+    spec = SPECS["fc_relu"][0]
+    g = make_generator(6)
+    x = torch.randn(10, 7, generator=g, dtype=torch.float64)
+    y = torch.randn(7, 2, generator=g, dtype=torch.float64)
+    kernel_fn = to_stax(spec)[2]
+    times = np.array([0.5, 3.0, 40.0])
+    ensemble = nt.predict.gradient_descent_mse_ensemble(kernel_fn, x[:7].numpy(), y.numpy(),
+                                                        learning_rate=0.8, diag_reg=diag_reg)
+    for t in (times, None):
+        ours = kernel_regression(spec, x[:7], y, x[7:], get=get, t=t, diag_reg=diag_reg, learning_rate=0.8)
+        ref = ensemble(t, x[7:].numpy(), get, compute_cov=True)
+        # agreement to rounding times the condition number of the training kernel (about 1e3)
+        np.testing.assert_allclose(ours["mean"].numpy(), np.asarray(ref.mean), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(ours["covariance"].numpy(), np.asarray(ref.covariance), rtol=1e-8,
+                                   atol=1e-10)
+    # t = None against gp_inference on the analytic kernels (the NNGP posterior / NTK ensemble)
+    nngp, ntk = analytic_kernels(spec, x)
+    pair = collections.namedtuple("Kernel", "nngp ntk")
+    kernels = nt.predict.gp_inference(pair(nngp[:7, :7].numpy(), ntk[:7, :7].numpy()), y.numpy(),
+                                      diag_reg=diag_reg)
+    ref = kernels(get, pair(nngp[7:, :7].numpy(), ntk[7:, :7].numpy()), nngp[7:, 7:].numpy())
+    ours = kernel_regression(spec, x[:7], y, x[7:], get=get, diag_reg=diag_reg)
+    np.testing.assert_allclose(ours["mean"].numpy(), np.asarray(ref.mean), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours["covariance"].numpy(), np.asarray(ref.covariance), rtol=1e-8, atol=1e-10)
+
+
+def test_monte_carlo_kernel_matches_neural_tangents_within_monte_carlo_error(nt):
+    import jax
+
+    spec = Serial(Dense(256, 1.4, 0.1), Relu(), Dense(256, 1.4, 0.1), Relu(), Dense(1, 1.0, 0.1))
+    x = torch.randn(5, 4, generator=make_generator(8), dtype=torch.float64)
+    n = 200
+    ours = monte_carlo_kernel(spec, x, n_samples=n, seed=1)
+    init_fn, apply_fn, _ = to_stax(spec)
+    theirs = nt.monte_carlo_kernel_fn(init_fn, apply_fn, jax.random.PRNGKey(3), n, trace_axes=(-1,))(
+        x.numpy(), None, ("nngp", "ntk"))
+    upper = np.triu_indices(5)
+    for name in ("nngp", "ntk"):
+        # two independent estimates of the same finite-width mean: their difference has standard
+        # deviation sqrt(2) times one standard error (max |z| over 15 entries < 5)
+        z = (ours[name].numpy() - np.asarray(getattr(theirs, name))) / (
+            np.sqrt(2) * ours[f"{name}_standard_error"].numpy())
+        assert np.abs(z[upper]).max() < 5, (name, z)
