@@ -45,12 +45,13 @@ from .._hamiltonian import atom
 from .._vmc import VMC
 from .._wavefunctions import BackflowDeterminant, SlaterJastrow
 from ._checks import check_fields, check_subset
-from ._vmc_runs import LABELS, point_seed, running_mean
+from ._vmc_runs import point_seed, running_mean
 
 EXACT = {"li": -7.478060, "be": -14.66736}
 CHARGES = {"li": 3, "be": 4}
 NAMES = {"li": "Li", "be": "Be"}
 ANSATZE = {"backflow": BackflowDeterminant, "slater_jastrow": SlaterJastrow}
+LABELS = {"backflow": "Slater-Jastrow-backflow", "slater_jastrow": "Slater-Jastrow"}
 
 
 # -- hydrogen-like orbitals -----------------------------------------------------------------------
@@ -84,19 +85,16 @@ class HydrogenicDeterminant(nn.Module):
     then 2s (``n_up, n_down <= 2``). With ``Z_1 = Z_2 = Z`` this is an exact eigenstate of the
     atom without electron-electron repulsion, energy ``-Z^2/2 sum_electrons 1/n^2`` (Li: -10.125,
     Be: -20 Ha). ``(B, N, 3) -> (sign, log|psi|)``; the spin-up electrons come first. No
-    parameters (a fixed target for pretraining and a reference for tests).
+    parameters (a fixed target for pretraining and a reference for tests); any device and dtype of ``x``.
     """
 
-    def __init__(self, n_up: int, n_down: int, z_1s: float, z_2s: float, dtype: torch.dtype = torch.float64):
+    def __init__(self, n_up: int, n_down: int, z_1s: float, z_2s: float):
         super().__init__()
         self.n_up = check_int(n_up, "n_up", minimum=0, maximum=2)
         self.n_down = check_int(n_down, "n_down", minimum=0, maximum=2)
         if n_up + n_down < 1:
             raise ValueError("there must be at least one electron")
         self.z_1s, self.z_2s = check_positive(z_1s, "z_1s"), check_positive(z_2s, "z_2s")
-        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-            raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-        self.dtype = dtype
 
     @property
     def n_particles(self) -> int:
@@ -206,6 +204,14 @@ def pretrain_orbitals(wavefunction: nn.Module, target: HydrogenicDeterminant, st
 # -- the study ----------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Config:
+    """``atoms``: subset of ("li", "be"); ``ansatz``: "backflow" (Slater-Jastrow-backflow:
+    ``BackflowDeterminant`` with the neural Jastrow and the Kato cusp) or "slater_jastrow";
+    ``width``, ``n_layers``: of the one-particle stream (or of the orbital MLP);
+    ``pretrain_steps``, ``pretrain_lr``: the hydrogen-like pretraining (0 steps: none);
+    ``lr`` decays as ``lr / (1 + t / t_0)`` to ``final_lr_factor * lr`` at the last of ``steps``
+    (1: constant); ``eval_steps`` samples per walker, ``eval_thin`` moves apart, for the final
+    blocked estimate."""
+
     MEANINGFUL_VALUES: typing.ClassVar[dict] = {
         "burn_in": (0,),  # 0: no equilibration sweeps
         "pretrain_steps": (0,),  # 0: no pretraining (random orbitals, hydrogen-like envelopes off)
@@ -281,8 +287,7 @@ def _task(task) -> dict:
             wavefunction.load_state_dict(saved["state"])
             residuals, pretrain_cpu = saved["residuals"].numpy(), float(saved["cpu_seconds"])
         else:
-            target = HydrogenicDeterminant(hamiltonian.n_up, hamiltonian.n_down, z_1s, z_2s,
-                                           dtype=resolve_dtype(config.dtype))
+            target = HydrogenicDeterminant(hamiltonian.n_up, hamiltonian.n_down, z_1s, z_2s)
             residuals = pretrain_orbitals(wavefunction, target, config.pretrain_steps, config.walkers,
                                           config.pretrain_lr, generator=seed)
             pretrain_cpu = time.process_time() - cpu
@@ -391,7 +396,8 @@ def headline(metrics) -> dict:
         "numbers": [number("Li: E - E_exact (-7.478060 Ha)", li, "mHa", "|error| <= 5 mHa (full)",
                            None if li is None else bool(abs(li) <= 5.0)),
                     number("Be: E - E_exact (-14.66736 Ha)", be, "mHa", "reported", None)],
-        "expectation": "the quick preset lands within some tens of mHa of both exact energies.",
+        "expectation": "Li within about 15 mHa and Be within about 30 mHa of the exact energies (200 SR "
+                       "steps, 128 walkers; measured 13.8 +- 1.7 and 28.6 +- 5.6 mHa, 64 CPU s).",
         "full": "see the full preset's run for the measured Li and Be errors.",
         "figure": "convergence.png",
     }
