@@ -14,6 +14,7 @@
   ``simulate_closed_loop``, ``value_feedback``.
 """
 
+from ._burgers import burgers_problem, chebyshev_collocation
 from ._bvp import PontryaginSolution, pontryagin_data_source, solve_pontryagin_bvp
 from ._characteristics import (
     CharacteristicPath,
@@ -75,4 +76,6 @@ __all__ = [
     "simulate_closed_loop",
     "value_feedback",
     "lqr_warm_start",
+    "burgers_problem",
+    "chebyshev_collocation",
 ]
