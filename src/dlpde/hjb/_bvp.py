@@ -33,6 +33,8 @@ from torch import func as tfunc
 from dlpde.shared.autodiff import gradient
 from dlpde.shared.checks import (
     NonFiniteResultError,
+    check_bool,
+    check_callable,
     check_choice,
     check_int,
     check_positive,
@@ -469,6 +471,12 @@ def pontryagin_data_source(
     ``solver_options`` go to ``solve_pontryagin_bvp``. The numbers of points asked and kept are
     recorded in ``source.log``.
     """
+    if not isinstance(problem, HJProblem):
+        raise TypeError(f"problem must be an HJProblem, got {type(problem).__name__}")
+    n_starts = check_int(n_starts, "n_starts", minimum=0)
+    along_path = check_bool(along_path, "along_path")
+    if warm_start is not None:
+        check_callable(warm_start, "warm_start")
     generator = make_generator(seed)
     log: list[dict] = []
 

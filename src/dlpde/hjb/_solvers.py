@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from dlpde.shared.autodiff import gradient
+from dlpde.shared.checks import check_callable, check_positive, check_positive_int
 from dlpde.shared.device import resolve_device
 from dlpde.shared.random import make_generator
 from dlpde.shared.train import train
@@ -340,18 +341,16 @@ class ValueGradientSolver(_NeuralSolver):
             dtype=dtype,
             device=device,
         )
-        if not callable(data_source):
-            raise TypeError("data_source must be a callable (x, t) -> dict of data")
+        check_callable(data_source, "data_source")
         for name, value in (
             ("initial_points", initial_points),
             ("rounds", rounds),
             ("points_per_round", points_per_round),
             ("candidates", candidates),
         ):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(value, name)
         self.data_source = data_source
-        self.gradient_weight = float(gradient_weight)
+        self.gradient_weight = check_positive(gradient_weight, "gradient_weight", allow_zero=True)
         self.rounds, self.points_per_round, self.candidates = rounds, points_per_round, candidates
         self.initial_points = initial_points
         self.data: dict[str, torch.Tensor] | None = None

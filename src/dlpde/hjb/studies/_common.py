@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import os
 import time
+from pathlib import Path
 
 import torch
+
+from dlpde.shared.checks import check_bool, check_choice, check_positive_int
+from dlpde.shared.runs import CorruptRunFolderError, atomic_write_json, read_json_file
 
 from .._bvp import pontryagin_data_source
 from .._networks import DGMNetwork
@@ -18,10 +24,32 @@ LABELS = {"dgm": "DGM", "characteristic": "characteristic", "value_gradient": "v
 def check_dims_and_steps(dims, steps=None) -> None:
     """Config validation shared by the studies: positive dimensions and, when given, one positive
     step count per dimension."""
-    if not dims or any(d < 1 for d in dims):
-        raise ValueError(f"dims must be positive ints, got {dims}")
-    if steps is not None and (len(steps) != len(dims) or any(s < 1 for s in steps)):
-        raise ValueError(f"steps must hold one positive int per entry of dims {dims}, got {steps}")
+    if not isinstance(dims, tuple) or not dims:
+        raise ValueError(f"dims must be a non-empty tuple of positive ints, got {dims!r}")
+    for d in dims:
+        check_positive_int(d, "each of dims")
+    if steps is not None:
+        if not isinstance(steps, tuple) or len(steps) != len(dims):
+            raise ValueError(f"steps must hold one positive int per entry of dims {dims}, got {steps!r}")
+        for s in steps:
+            check_positive_int(s, "each of steps")
+
+
+def check_subset(values, name: str, allowed) -> None:
+    """``values``: a non-empty tuple of distinct entries of ``allowed`` (methods, problems, ...)."""
+    if not isinstance(values, tuple) or not values:
+        options = ", ".join(map(repr, allowed))
+        raise ValueError(f"{name} must be a non-empty tuple of {options}, got {values!r}")
+    for value in values:
+        check_choice(value, f"each of {name}", allowed)
+    if len(set(values)) != len(values):
+        raise ValueError(f"{name} must not repeat entries, got {values!r}")
+
+
+def check_positive_ints(config, names) -> None:
+    """Each named field of ``config`` is an integer >= 1 (sizes, counts, steps)."""
+    for name in names:
+        check_positive_int(getattr(config, name), name)
 
 
 def relative_l2(estimate: torch.Tensor, exact: torch.Tensor, mask: torch.Tensor | None = None) -> float:
@@ -125,11 +153,52 @@ def make_solver(
 
 
 class CpuTimer:
-    """CPU time (user + system) of this process, the budget measure of the studies."""
+    """CPU time (user + system) of this process, the budget measure of the studies.
+
+    ``seconds`` (set on exit) is the time inside the ``with`` block. With ``ledger`` (a file path
+    next to the task's checkpoint) it is cumulative across interruptions, like a run's
+    ``timing.json``: the total so far is written to the ledger on exit (also on Ctrl-C or an
+    error) and by ``callback`` every ``every`` training steps (pass it as ``fit``'s or ``train``'s
+    ``callback``: the checkpoints are written at the same steps), and with ``resume=True`` an
+    existing ledger is read back on entry. After a SIGKILL the killed attempt counts up to its last
+    checkpoint (the work after it is redone, and counted, by the resumed attempt).
+    """
+
+    def __init__(self, ledger: str | os.PathLike | None = None, resume: bool = False, every: int = 100):
+        if ledger is not None and not isinstance(ledger, (str, os.PathLike)):
+            raise TypeError(f"ledger must be a path or None, got {type(ledger).__name__}")
+        self.ledger = None if ledger is None else Path(ledger)
+        self.resume = check_bool(resume, "resume")
+        self.every = check_positive_int(every, "every")
+        self.previous = 0.0
 
     def __enter__(self):
+        self.previous = 0.0
+        if self.ledger is not None and self.resume and self.ledger.exists():
+            saved = read_json_file(self.ledger, "CPU-time ledger")
+            value = saved.get("cpu_seconds") if isinstance(saved, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise CorruptRunFolderError(
+                    f"cannot read CPU-time ledger {self.ledger}: no non-negative cpu_seconds; "
+                    "delete it to start counting again"
+                )
+            self.previous = float(value)
         self.start = time.process_time()
         return self
 
+    def total(self) -> float:
+        """Seconds so far: earlier attempts plus this one."""
+        return self.previous + time.process_time() - self.start
+
+    def _save(self, seconds: float) -> None:
+        atomic_write_json({"cpu_seconds": seconds}, self.ledger)
+
+    def callback(self, step: int, record: dict) -> None:
+        """A training callback that writes the ledger at the checkpoint steps (never stops)."""
+        if self.ledger is not None and (step + 1) % self.every == 0:
+            self._save(self.total())
+
     def __exit__(self, *exc):
-        self.seconds = time.process_time() - self.start
+        self.seconds = self.total()
+        if self.ledger is not None:
+            self._save(self.seconds)

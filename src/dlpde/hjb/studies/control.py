@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import typing
 
 import numpy as np
 
 from dlpde.shared import make_generator, new_figure, resolve_device
+from dlpde.shared.checks import check_positive, check_probability
 from dlpde.shared.studies import Study
 
 from .._bvp import pontryagin_data_source, solve_pontryagin_bvp
 from .._control import lqr_warm_start, rigid_body_problem, simulate_closed_loop, value_feedback
 from .._networks import ValueNetwork
 from .._solvers import ValueGradientSolver
-from ._common import CpuTimer
+from ._common import CpuTimer, check_positive_ints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +50,11 @@ class Config:
     seed: int = 0
     device: str = "auto"
 
+    # gradient_weight=0: regress the value only (the gradient term off)
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {"gradient_weight": (0,)}
+
     def __post_init__(self):
-        for name in (
+        names = (
             "segments",
             "steps_per_segment",
             "jacobian_steps",
@@ -63,12 +68,14 @@ class Config:
             "batch_size",
             "test_trajectories",
             "simulation_steps",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.horizon > 0 and self.lr > 0 and self.gradient_weight >= 0):
-            raise ValueError("horizon and lr must be positive, gradient_weight non-negative")
-        marching = list(self.time_marching)
+        )
+        check_positive_ints(self, names)
+        check_positive(self.horizon, "horizon")
+        check_positive(self.lr, "lr")
+        check_positive(self.gradient_weight, "gradient_weight", allow_zero=True)
+        if not isinstance(self.time_marching, tuple):
+            raise ValueError(f"time_marching must be a tuple of numbers, got {self.time_marching!r}")
+        marching = [check_probability(a, "each of time_marching") for a in self.time_marching]
         if (
             not marching
             or marching[-1] != 1.0
@@ -118,13 +125,15 @@ def _train(config, run_dir, problem, hj, device):
         seed=config.seed,
         device=device,
     )
-    with CpuTimer() as timer:
+    checkpoint = run_dir.checkpoint_path("value_gradient")
+    with CpuTimer(f"{checkpoint}.cpu.json", run_dir.resume) as timer:  # cumulative over resumes
         history = solver.fit(
             config.steps,
             lr=config.lr,
-            checkpoint=run_dir.checkpoint_path("value_gradient"),
+            checkpoint=checkpoint,
             resume=run_dir.resume,
             log_every=max(1, config.steps // 100),
+            callback=timer.callback,
             desc="value-gradient",
         )
     return (

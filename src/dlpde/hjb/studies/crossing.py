@@ -12,15 +12,26 @@ points, separately within ``kink_band`` of a tie and away from it.
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import numpy as np
 import torch
 
 from dlpde.shared import make_generator, new_figure, resolve_device
+from dlpde.shared.checks import check_int, check_positive
 from dlpde.shared.studies import Study
 
 from .._problems import min_of_quadratics_problem
-from ._common import LABELS, METHODS, CpuTimer, check_dims_and_steps, error_table, make_solver
+from ._common import (
+    LABELS,
+    METHODS,
+    CpuTimer,
+    check_dims_and_steps,
+    check_positive_ints,
+    check_subset,
+    error_table,
+    make_solver,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,16 +53,20 @@ class Config:
     seed: int = 0
     device: str = "auto"
 
+    # hopf_lax_weight=0: the characteristic loss without the Hopf-Lax term (the default);
+    # data_starts=0: boundary-value data from the first guess only (no random restarts)
+    MEANINGFUL_VALUES: typing.ClassVar[dict] = {"hopf_lax_weight": (0,), "data_starts": (0,)}
+
     def __post_init__(self):
         check_dims_and_steps(self.dims, self.steps)
-        unknown = [m for m in self.methods if m not in METHODS]
-        if not self.methods or unknown:
-            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods}")
-        for name in ("width", "layers", "batch_size", "nodes", "data_points", "data_rounds", "test_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and self.kink_band > 0 and self.hopf_lax_weight >= 0 and self.data_starts >= 0):
-            raise ValueError("lr and kink_band must be positive, hopf_lax_weight and data_starts >= 0")
+        check_subset(self.methods, "methods", METHODS)
+        check_positive_ints(
+            self, ("width", "layers", "batch_size", "nodes", "data_points", "data_rounds", "test_points")
+        )
+        check_int(self.data_starts, "data_starts", minimum=0)
+        check_positive(self.lr, "lr")
+        check_positive(self.kink_band, "kink_band")
+        check_positive(self.hopf_lax_weight, "hopf_lax_weight", allow_zero=True)
 
 
 def _grid_pictures(solver, problem):
@@ -93,13 +108,14 @@ def fit_point(task) -> dict:
         data_starts=config.data_starts if dim < 10 else min(config.data_starts, 4),
         bvp_options=bvp_options,
     )
-    with CpuTimer() as timer:
+    with CpuTimer(f"{checkpoint}.cpu.json", resume) as timer:  # cumulative over resumes
         history = solver.fit(
             steps,
             lr=config.lr,
             checkpoint=checkpoint,
             resume=resume,
             log_every=max(1, steps // 50),
+            callback=timer.callback,
             desc=f"crossing d={dim} {method}",
         )
     x, t = problem.sample(config.test_points, make_generator(10_000 + dim))

@@ -15,11 +15,21 @@ import dataclasses
 import torch
 
 from dlpde.shared import make_generator, new_figure, resolve_device
+from dlpde.shared.checks import check_positive, check_probability
 from dlpde.shared.studies import Study
 
 from .._characteristics import characteristic_data_source
 from .._problems import lqr_problem
-from ._common import LABELS, METHODS, CpuTimer, check_dims_and_steps, error_table, make_solver
+from ._common import (
+    LABELS,
+    METHODS,
+    CpuTimer,
+    check_dims_and_steps,
+    check_positive_ints,
+    check_subset,
+    error_table,
+    make_solver,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,15 +51,11 @@ class Config:
 
     def __post_init__(self):
         check_dims_and_steps(self.dims, self.steps)
-        if not self.methods or any(m not in METHODS for m in self.methods):
-            raise ValueError(f"methods must be a non-empty subset of {METHODS}, got {self.methods}")
-        if not 0 < self.controls_fraction <= 1:
-            raise ValueError(f"controls_fraction must lie in (0, 1], got {self.controls_fraction}")
-        for name in ("width", "layers", "batch_size", "nodes", "data_points", "test_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (self.lr > 0 and self.horizon > 0):
-            raise ValueError("lr and horizon must be positive")
+        check_subset(self.methods, "methods", METHODS)
+        check_probability(self.controls_fraction, "controls_fraction", open_low=True)
+        check_positive_ints(self, ("width", "layers", "batch_size", "nodes", "data_points", "test_points"))
+        check_positive(self.lr, "lr")
+        check_positive(self.horizon, "horizon")
 
 
 def make_problem(dim: int, controls_fraction: float = 0.5, horizon: float = 1.0, seed: int = 0):
@@ -87,13 +93,14 @@ def fit_point(task) -> dict:
         data_points=config.data_points,
         rounds=1,
     )
-    with CpuTimer() as timer:
+    with CpuTimer(f"{checkpoint}.cpu.json", resume) as timer:  # cumulative over resumes
         history = solver.fit(
             steps,
             lr=config.lr,
             checkpoint=checkpoint,
             resume=resume,
             log_every=max(1, steps // 50),
+            callback=timer.callback,
             desc=f"lqr d={dim} {method}",
         )
     x, t = problem.sample(config.test_points, make_generator(30_000 + dim))

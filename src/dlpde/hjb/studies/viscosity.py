@@ -17,10 +17,18 @@ import numpy as np
 import torch
 
 from dlpde.shared import make_generator, new_figure, resolve_device, train
+from dlpde.shared.checks import check_int, check_positive
 from dlpde.shared.studies import Study
 
 from .._problems import kink_problem
-from ._common import CpuTimer, check_dims_and_steps, make_solver, relative_l2
+from ._common import (
+    CpuTimer,
+    check_dims_and_steps,
+    check_positive_ints,
+    check_subset,
+    make_solver,
+    relative_l2,
+)
 
 METHODS = ("dgm", "characteristic", "characteristic_hopf_lax")
 LABELS = {
@@ -29,6 +37,7 @@ LABELS = {
     "characteristic_hopf_lax": "characteristic + Hopf-Lax",
 }
 PROBLEMS = ("norm", "zero")
+STARTS = ("default", "spurious")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +45,7 @@ class Config:
     dims: tuple[int, ...] = (1, 2)
     problems: tuple[str, ...] = PROBLEMS
     methods: tuple[str, ...] = METHODS
-    starts: tuple[str, ...] = ("default", "spurious")
+    starts: tuple[str, ...] = STARTS
     steps: int = 1500
     pretrain_steps: int = 500
     width: int = 32
@@ -51,19 +60,15 @@ class Config:
 
     def __post_init__(self):
         check_dims_and_steps(self.dims)
-        for name, allowed in (
-            ("problems", PROBLEMS),
-            ("methods", METHODS),
-            ("starts", ("default", "spurious")),
-        ):
-            values = getattr(self, name)
-            if not values or any(v not in allowed for v in values):
-                raise ValueError(f"{name} must be a non-empty subset of {allowed}, got {values}")
-        for name in ("steps", "width", "layers", "batch_size", "nodes", "test_points"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.pretrain_steps < 0 or not self.lr > 0 or self.hopf_lax_weight <= 0:
-            raise ValueError("pretrain_steps must be >= 0, lr and hopf_lax_weight positive")
+        check_subset(self.problems, "problems", PROBLEMS)
+        check_subset(self.methods, "methods", METHODS)
+        check_subset(self.starts, "starts", STARTS)
+        check_positive_ints(self, ("steps", "width", "layers", "batch_size", "nodes", "test_points"))
+        # the spurious start is the network fitted to the spurious solution: it needs pretraining
+        # (without it, it would be the default start under another name)
+        check_int(self.pretrain_steps, "pretrain_steps", minimum=1 if "spurious" in self.starts else 0)
+        check_positive(self.lr, "lr")
+        check_positive(self.hopf_lax_weight, "hopf_lax_weight")
 
 
 class _Candidate(torch.nn.Module):
@@ -127,7 +132,7 @@ def fit_point(task) -> dict:
         return {"viscosity": float(torch.linalg.vector_norm(value - exact) / scale),
                 "spurious": float(torch.linalg.vector_norm(value - other) / scale)}
 
-    with CpuTimer() as timer:
+    with CpuTimer(f"{checkpoint}.cpu.json", resume) as timer:  # cumulative over resumes
         if start == "spurious" and config.pretrain_steps:
             generator = make_generator(seed + 7)
 
@@ -144,6 +149,7 @@ def fit_point(task) -> dict:
                 checkpoint=f"{checkpoint}.pretrain",
                 resume=resume,
                 generators=[generator],
+                callback=timer.callback,
                 desc=f"fit {spurious_name}",
             )
         start_distance = distances()
@@ -153,6 +159,7 @@ def fit_point(task) -> dict:
             checkpoint=checkpoint,
             resume=resume,
             log_every=max(1, config.steps // 50),
+            callback=timer.callback,
             desc=f"viscosity {name} d={dim} {method}",
         )
     value = solver.value(x, t)
