@@ -13,6 +13,7 @@ from dlpde.ntk import (
     ABRelu,
     Abs,
     Conv,
+    ConvTranspose,
     Cos,
     Dense,
     Dropout,
@@ -82,6 +83,16 @@ SPECS = {
     "sumpool_circular_global_sum": (Serial(Conv(8, (3,), (1,), "CIRCULAR", 1.2, 0.1),
                                            SumPool((2,), None, "CIRCULAR"), Gelu(), GlobalSumPool(),
                                            Dense(1)), (2, 7)),
+    "conv_transpose_1d": (Serial(ConvTranspose(8, (3,), (1,), "VALID", 1.3, 0.2), Relu(),
+                                 ConvTranspose(8, (4,), (3,), "SAME", 1.1, 0.1), Erf(), GlobalSumPool(),
+                                 Dense(1)),
+                          (2, 5)),
+    "conv_transpose_1d_flatten": (Serial(ConvTranspose(8, (2,), (2,), "VALID", 1.3, 0.2), Gelu(),
+                                         ConvTranspose(8, (3,), (2,), "SAME"), Relu(), Flatten(), Dense(1)),
+                                  (2, 4)),
+    "conv_transpose_2d": (Serial(ConvTranspose(8, (3, 2), (2, 1), "SAME", 1.3, 0.2, "standard"), Relu(),
+                                 ConvTranspose(8, (2, 2), (1, 2), "VALID"), Relu(),
+                                 Conv(8, (2, 2), (1, 1), "SAME"), GlobalSumPool(), Dense(1)), (2, 3, 4)),
     "layernorm_conv": (Serial(Conv(8, (3,), (1,), "SAME", 1.2, 0.3), LayerNorm(), Abs(), GlobalSumPool(),
                               Dense(1)), (3, 6)),
 }
@@ -106,7 +117,7 @@ def test_new_layers_match_neural_tangents(nt, name):
     np.testing.assert_allclose(ntk.numpy(), np.asarray(reference.ntk), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["gelu", "layernorm_fc", "sumpool_conv2d"])
+@pytest.mark.parametrize("name", ["gelu", "layernorm_fc", "sumpool_conv2d", "conv_transpose_2d"])
 def test_new_layers_self_kernel_matches_neural_tangents(nt, name):
     """x2 = None: the symmetric path (upper triangle, blocks on the diagonal) agrees too."""
     spec, shape = SPECS[name]
@@ -118,7 +129,8 @@ def test_new_layers_self_kernel_matches_neural_tangents(nt, name):
 
 
 @pytest.mark.parametrize("name", ["gelu", "sin", "cos", "rbf", "abs", "abrelu", "sign", "exp", "gaussian",
-                                  "hermite", "layernorm_fc", "sumpool_conv2d", "layernorm_conv"])
+                                  "hermite", "layernorm_fc", "sumpool_conv2d", "layernorm_conv",
+                                  "conv_transpose_1d", "conv_transpose_2d"])
 def test_new_finite_layers_match_neural_tangents_apply(nt, name):
     """The finite network built from the description computes what neural-tangents' apply_fn does
     with the same weights (Dense W (in, out), Conv HWIO)."""
@@ -133,7 +145,7 @@ def test_new_finite_layers_match_neural_tangents_apply(nt, name):
         for layer, module in zip(layers, modules):
             if isinstance(layer, Serial):
                 params.append(parameters(layer.layers, module.layers))
-            elif isinstance(layer, (Dense, Conv)):
+            elif isinstance(layer, (Dense, Conv, ConvTranspose)):
                 w = module.weight.detach().numpy()
                 w = w.T if isinstance(layer, Dense) else np.moveaxis(w, (0, 1), (-1, -2))
                 b = module.bias.detach().numpy().reshape((1,) * (w.ndim - 1) + (-1,))

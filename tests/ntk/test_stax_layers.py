@@ -17,10 +17,12 @@ from dlpde.ntk import (
     ABRelu,
     Abs,
     Conv,
+    ConvTranspose,
     Cos,
     Dense,
     Dropout,
     Elementwise,
+    Erf,
     Exp,
     Flatten,
     Gaussian,
@@ -109,9 +111,12 @@ def test_wide_network_average_matches_analytic_kernels(name):
            Dense(OUTPUTS, 1.1, 0.1)),
     Serial(Conv(256, (3,), 1, "SAME", 1.3, 0.2), Abs(), SumPool((2,), None, "VALID"), GlobalSumPool(),
            Dense(OUTPUTS, 0.4, 0.1)),
-], ids=["sumpool_same_flatten", "sumpool_valid_global_sum"])
-def test_wide_convolutional_average_matches_analytic_kernels_with_sum_pooling(spec):
-    x = _x(3, 2, 6, seed=2)
+    Serial(ConvTranspose(256, (3,), (2,), "SAME", 1.3, 0.2), Relu(), Flatten(), Dense(OUTPUTS, 1.1, 0.1)),
+    Serial(ConvTranspose(128, (2, 3), (1, 2), "VALID", 1.3, 0.2), Erf(), GlobalSumPool(), Dense(OUTPUTS)),
+], ids=["sumpool_same_flatten", "sumpool_valid_global_sum", "conv_transpose_1d", "conv_transpose_2d"])
+def test_wide_convolutional_average_matches_analytic_kernels(spec):
+    two_dimensional = isinstance(spec.layers[0], ConvTranspose) and spec.layers[0].filter_shape == (2, 3)
+    x = _x(3, 2, 3, 3, seed=2) if two_dimensional else _x(3, 2, 6, seed=2)
     nngps, ntks = _monte_carlo(spec, x, seeds=24)
     nngp, ntk = analytic_kernels(spec, x)
     _assert_mean_matches(nngps, nngp)
@@ -172,6 +177,8 @@ def test_piecewise_linear_and_pooling_identities():
 
 
 def test_layer_arguments_are_checked():
+    with pytest.raises(ValueError, match="padding"):
+        ConvTranspose(4, 3, padding="CIRCULAR")
     with pytest.raises(ValueError, match="gamma"):
         Rbf(0.0)
     with pytest.raises(TypeError, match="a"):

@@ -3,7 +3,7 @@
 - Empirical kernels of any PyTorch model (torch.func): ``empirical_ntk`` (Jacobian contraction
   or NTK-vector products, output-traced or full, batched), ``empirical_nngp``,
   ``ntk_vector_product``, Taylor models ``linearize`` and ``second_order_taylor``.
-- A network-description language mirroring neural-tangents' ``stax`` (``Dense``, ``Conv``;
+- A network-description language mirroring neural-tangents' ``stax`` (``Dense``, ``Conv``, ``ConvTranspose``;
   ``Relu``, ``LeakyRelu``, ``ABRelu``, ``Abs``, ``Sign``, ``Erf``, ``Sigmoid_like``, ``Gelu``,
   ``Sin``, ``Cos``, ``Rbf``, ``Exp``, ``Gaussian``, ``Hermite`` in closed form, any activation by
   quadrature with ``Elementwise`` = ``ElementwiseNumerical``; ``LayerNorm``, ``Dropout``;
@@ -52,6 +52,7 @@ from ._spec import (
     Abs,
     AvgPool,
     Conv,
+    ConvTranspose,
     Cos,
     Dense,
     Dropout,
@@ -87,10 +88,10 @@ from ._spec import (
 __all__ = [
     "empirical_ntk", "empirical_nngp", "ntk_vector_product", "linearize", "second_order_taylor",
     "functional_model", "flatten_parameters", "monte_carlo_kernel",
-    "Layer", "Dense", "Conv", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf", "Sigmoid_like", "Gelu",
-    "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise", "ElementwiseNumerical", "LayerNorm",
-    "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool", "Flatten", "Identity", "FanOut",
-    "Parallel", "FanInSum", "Serial",
+    "Layer", "Dense", "Conv", "ConvTranspose", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf",
+    "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
+    "ElementwiseNumerical", "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool",
+    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial",
     "analytic_kernels", "build_network", "to_stax",
     "gradient_descent_mse", "nngp_posterior", "gradient_descent_mse_ensemble",
     "gradient_descent_mse_predictor", "kernel_regression",

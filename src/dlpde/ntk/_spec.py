@@ -54,10 +54,10 @@ from dlpde.shared import (
 )
 
 __all__ = [
-    "Layer", "Dense", "Conv", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf", "Sigmoid_like",
-    "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise", "ElementwiseNumerical",
-    "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool", "Flatten",
-    "Identity", "FanOut", "Parallel", "FanInSum", "Serial", "analytic_kernels", "build_network",
+    "Layer", "Dense", "Conv", "ConvTranspose", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf",
+    "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
+    "ElementwiseNumerical", "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool",
+    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial", "analytic_kernels", "build_network",
     "to_stax",
 ]
 
@@ -471,6 +471,114 @@ class Conv(Layer):
             raise ValueError("to_stax needs Conv.filter_shape (and strides) as tuples, e.g. (3, 3)")
         return stax.Conv(self.out_chan, filters, strides, self.padding, W_std=self.W_std,
                          b_std=self.b_std, parameterization=self.parameterization)
+
+
+def _transpose_taps(length: int, window: int, stride: int, padding: str, dtype, device) -> torch.Tensor:
+    """``M[a, t, s] = 1`` iff input position ``s`` reaches output ``t`` through tap ``a`` of a
+    transposed convolution (JAX's ``lax.conv_transpose``, filter not flipped: the input dilated by
+    ``stride``, padded by ``_conv_transpose_padding``, then correlated): ``t + a - low = s stride``."""
+    if padding == "SAME":
+        total = window + stride - 2
+        low = window - 1 if stride > window - 1 else -(-total // 2)
+    else:
+        total = window + stride - 2 + max(window - stride, 0)
+        low = window - 1
+    out = (length - 1) * stride + 1 + total - window + 1
+    taps = torch.zeros(window, out, length, dtype=dtype, device=device)
+    for a in range(window):
+        for s_in in range(length):
+            t = s_in * stride + low - a
+            if 0 <= t < out:
+                taps[a, t, s_in] = 1.0
+    return taps
+
+
+class _ConvTransposeModule(_AffineModule):
+    def __init__(self, weight, bias, scale, bias_scale, taps):
+        super().__init__(weight, bias, scale, bias_scale)
+        self.taps = taps  # one (window, out, in) tensor per spatial axis
+
+    def forward(self, x):
+        if len(self.taps) == 1:
+            z = torch.einsum("oca,ats,ncs->not", self.weight, self.taps[0].to(x), x)
+        else:
+            z = torch.einsum("ocab,ats,bur,ncsr->notu", self.weight, self.taps[0].to(x),
+                             self.taps[1].to(x), x)
+        return self._add_bias(self.scale * z)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvTranspose(Layer):
+    """Transposed convolution (1-D or 2-D) with ``out_chan`` channels, as neural-tangents'
+    ``ConvTranspose`` (JAX's ``lax.conv_transpose``): ``z(t) = (W_std / sqrt(C f)) sum_{c, a}
+    W[c, a] h_c(s) [t + a - low = s stride] + b_std b``, padding 'SAME' or 'VALID'. With the tap
+    matrices ``M_a`` of each axis, ``Sigma' = W_std^2 (1/f) sum_a M_a Sigma M_a^T + b_std^2``
+    (i.i.d. taps: only equal taps correlate); NTK as for ``Dense``."""
+
+    temporaries = 2
+
+    out_chan: int
+    filter_shape: tuple[int, ...] | int = 3
+    strides: tuple[int, ...] | int = 1
+    padding: Literal["SAME", "VALID"] = "VALID"
+    W_std: float = 1.0
+    b_std: float | None = 0.0
+    parameterization: Parameterization = "ntk"
+
+    def __post_init__(self):
+        object.__setattr__(self, "out_chan", check_positive_int(self.out_chan, "ConvTranspose: out_chan"))
+        check_choice(self.padding, "ConvTranspose: padding", ("SAME", "VALID"))
+        _check_std(self, "W_std", "ConvTranspose: W_std")
+        _check_std(self, "b_std", "ConvTranspose: b_std", allow_none=True)
+        _check_parameterization(self.parameterization)
+
+    def _taps(self, spatial, dtype, device):
+        d = len(spatial)
+        if d not in (1, 2):
+            raise ValueError(f"ConvTranspose needs inputs with 1 or 2 spatial dimensions, got {d}")
+        filters = _as_tuple(self.filter_shape, d, "ConvTranspose: filter_shape")
+        strides = _as_tuple(self.strides, d, "ConvTranspose: strides")
+        return filters, [_transpose_taps(n, f, s, self.padding, dtype, device)
+                         for n, f, s in zip(spatial, filters, strides)]
+
+    def kernel(self, state):
+        d = len(state.spatial)
+        filters, taps = self._taps(state.spatial, state.nngp.dtype, state.nngp.device)
+
+        def convolve(t):
+            for i, m in enumerate(taps):
+                a1, a2 = t.dim() - 2 * d + i, t.dim() - d + i
+                moved = t.movedim((a1, a2), (-2, -1))
+                moved = torch.einsum("ats,...sr,aur->...tu", m, moved, m)
+                t = moved.movedim((-2, -1), (a1, a2))
+            return t.contiguous()
+
+        spatial = [m.shape[1] for m in taps]
+        base = convolve(state.nngp)
+        base_ntk = None if state.ntk is None or not state.track_ntk else convolve(state.ntk)
+        return _affine_update(state, self, base, base_ntk, state.channels * math.prod(filters),
+                              1.0 / math.prod(filters), spatial, self.out_chan)
+
+    def build(self, in_shape, generator, dtype, device):
+        channels, spatial = in_shape[0], in_shape[1:]
+        filters, taps = self._taps(spatial, dtype, device)
+        fan_in = channels * math.prod(filters)
+        ntk = self.parameterization == "ntk"
+        weight = _normal((self.out_chan, channels, *filters), generator, dtype, device,
+                         1.0 if ntk else self.W_std / math.sqrt(fan_in))
+        bias = None if self.b_std is None else _normal((self.out_chan,), generator, dtype, device,
+                                                       1.0 if ntk else self.b_std)
+        module = _ConvTransposeModule(weight, bias, self.W_std / math.sqrt(fan_in) if ntk else 1.0,
+                                      (self.b_std or 0.0) if ntk else 1.0, taps)
+        return module, (self.out_chan, *[m.shape[1] for m in taps])
+
+    def to_stax(self, stax):
+        filters = self.filter_shape if isinstance(self.filter_shape, tuple) else None
+        strides = self.strides if isinstance(self.strides, tuple) else None
+        if filters is None or (strides is None and self.strides != 1):
+            raise ValueError("to_stax needs ConvTranspose.filter_shape (and strides) as tuples, e.g. (3, 3)")
+        return stax.ConvTranspose(self.out_chan, filters, strides, self.padding, W_std=self.W_std,
+                                  b_std=self.b_std, parameterization=self.parameterization)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1379,6 +1487,27 @@ def _extra_copies(spec) -> int:
     return getattr(spec, "temporaries", 0)
 
 
+def _largest_spatial(spec, spatial):
+    """``(largest, out)``: an upper bound on the spatial shape inside ``spec`` and on its output
+    (only ``ConvTranspose`` enlarges it; the other layers keep or shrink it)."""
+    if isinstance(spec, Serial):
+        largest = spatial
+        for layer in spec.layers:
+            inner, spatial = _largest_spatial(layer, spatial)
+            largest = max(largest, inner, key=math.prod)
+        return largest, spatial
+    if isinstance(spec, Parallel):
+        shapes = [_largest_spatial(layer, spatial) for layer in spec.layers]
+        return (max([spatial] + [inner for inner, _ in shapes], key=math.prod),
+                max([out for _, out in shapes] or [spatial], key=math.prod))
+    if isinstance(spec, ConvTranspose) and len(spatial) in (1, 2):
+        filters = _as_tuple(spec.filter_shape, len(spatial), "ConvTranspose: filter_shape")
+        strides = _as_tuple(spec.strides, len(spatial), "ConvTranspose: strides")
+        out = tuple(n * s + f + s for n, f, s in zip(spatial, filters, strides))
+        return out, out
+    return spatial, spatial
+
+
 def _map_blocks(work, blocks, device):
     """``work(block)`` for every block. On the CPU the blocks are spread over
     ``torch.get_num_threads()`` threads, each running its elementwise passes single-threaded
@@ -1444,7 +1573,7 @@ def analytic_kernels(spec, x1: torch.Tensor, x2: torch.Tensor | None = None,
     track_ntk = get != "nngp"
     n1 = x1.shape[0]
     n2 = n1 if x2 is None else x2.shape[0]
-    entries = math.prod(x1.shape[2:]) ** 2  # per pair; no layer enlarges the spatial shape
+    entries = math.prod(_largest_spatial(spec, tuple(x1.shape[2:]))[0]) ** 2  # per pair
     itemsize = x1.element_size()
     per_pair = itemsize * entries * (4 + _extra_copies(spec))
     block = max(1, math.isqrt(_SPEED_BLOCK_ENTRIES // entries)) if batch_size is None else batch_size
