@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from dlpde.shared import check_positive, check_positive_int, check_real, check_tensor
@@ -193,7 +194,9 @@ _NUMBER_DTYPES = (torch.float32, torch.float64, torch.int32, torch.int64)
 
 
 def _real_sequence(value, name: str) -> list[float]:
-    """A non-empty sequence (list, tuple or 1-D tensor) of finite real numbers, as floats."""
+    """A non-empty sequence (list, tuple, 1-D array or tensor) of finite real numbers, as floats."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist() if value.ndim == 1 else value
     if isinstance(value, torch.Tensor):
         return [float(v) for v in check_tensor(value, name, dim=1, dtype=_NUMBER_DTYPES).tolist()]
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from dlpde.shared import (
@@ -17,7 +18,9 @@ from dlpde.shared import (
 
 
 def check_times(values, name: str, low: float, high: float) -> list[float]:
-    """A non-empty, non-decreasing sequence (list, tuple, 1-D tensor) of times in ``[low, high]``."""
+    """A non-empty, non-decreasing sequence (list, tuple, 1-D array or tensor) of times in ``[low, high]``."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist() if values.ndim == 1 else values
     if isinstance(values, torch.Tensor):
         values = check_tensor(values, name, dim=1).tolist()
     elif isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
