@@ -190,7 +190,8 @@ def coordinate_check(
             per sample changes with the width are the hidden layers used for the verdict.
         tolerance: an exponent within ``tolerance`` of 0 counts as O(1).
 
-    Returns a ``CoordinateCheck`` (``summary()`` prints the table). Verdict, from the exponents
+    Returns a ``CoordinateCheck`` (``summary()`` prints the table). When training diverges the
+    sizes may be huge, inf or nan (an honest measurement, not an error). Verdict, from the exponents
     (``tol = tolerance``): non-finite sizes, or an output, output update or hidden activation
     growing faster than ``n^tol`` -> unstable/exploding; an output update or hidden activation
     shrinking faster than ``n^-tol`` -> trivial/vanishing; otherwise, hidden layers whose largest
