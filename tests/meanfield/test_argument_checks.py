@@ -74,6 +74,11 @@ def test_resnet_limit_checks_field_times_and_blow_up():
         mf.resnet_limit(lambda y, t: y, x, method="rk4")
     with pytest.raises(ValueError, match="non-finite"):  # dX/dt = X^2 from 10 blows up at t = 0.1
         mf.resnet_limit(lambda y, t: y * y, 10 * x, method="euler", steps=40)
+    # a field constant in x: X(t) = x + t c, P(t) = P(1) = (X(1) - y) / B
+    c = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    states, adjoints = mf.resnet_limit_adjoint(lambda y, t: c.expand_as(y), x, 0 * x, [0.0, 0.5])
+    assert torch.allclose(states[1], x + 0.5 * c, atol=1e-12)
+    assert torch.allclose(adjoints[0], (x + c) / 4, atol=1e-12)
     with pytest.raises(ValueError, match="target"):
         mf.resnet_limit_adjoint(lambda y, t: y, x, torch.ones(3, 2, dtype=torch.float64), [0.0])
 

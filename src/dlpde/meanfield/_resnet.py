@@ -439,9 +439,9 @@ def resnet_limit_adjoint(
         with torch.enable_grad():
             probe = state.detach().requires_grad_(True)
             value = field(probe, t)
-            if not value.requires_grad:
-                raise ValueError("field(x, t) must be differentiable in x (its value does not depend on x)")
-            (vjp,) = torch.autograd.grad(value, probe, adjoint, allow_unused=True)
+            vjp = None  # a field that does not depend on x has d_X F = 0
+            if value.requires_grad:
+                (vjp,) = torch.autograd.grad(value, probe, adjoint, allow_unused=True)
         vjp = torch.zeros_like(probe) if vjp is None else vjp
         return torch.cat([value.detach(), -vjp], -1)
 
