@@ -10,8 +10,8 @@ from dlpde.shared.kernels import compare_kernel
 
 def test_fused_blocked_loss_is_registered_and_runs():
     names = [check.name for check in KERNELS]
-    assert "meanfield.two_layer.fused_squared_loss_blocked" in names
-    check = KERNELS[names.index("meanfield.two_layer.fused_squared_loss_blocked")]
+    assert "meanfield.two_layer.fused_loss_blocked" in names
+    check = KERNELS[names.index("meanfield.two_layer.fused_loss_blocked")]
     row = compare_kernel(check, "cpu", tiny=True, repeats=1)
     assert row["ok"], row
 

@@ -163,7 +163,7 @@ def _resnet_limit(device, tiny):
 KERNELS = [
     KernelCheck("meanfield.two_layer.online_sgd_steps", _two_layer_sgd(False)),
     KernelCheck("meanfield.two_layer.langevin_steps", _two_layer_sgd(True), rtol=1e-9, atol=1e-11),
-    KernelCheck("meanfield.two_layer.fused_squared_loss_blocked", _fused_squared_loss, rtol=1e-9, atol=1e-12),
+    KernelCheck("meanfield.two_layer.fused_loss_blocked", _fused_squared_loss, rtol=1e-9, atol=1e-12),
     KernelCheck("meanfield.isotropic.exact_risk_gradient_flow", _exact_risk_flow, rtol=1e-9, atol=1e-11),
     KernelCheck("meanfield.isotropic.radial_limit", _radial_limit, rtol=1e-9, atol=1e-11),
     KernelCheck("meanfield.cnn.gradient_flow", _cnn_flow, rtol=1e-9, atol=1e-11),
