@@ -1302,8 +1302,7 @@ class FanOut(Layer):
     copies: int = 2
 
     def __post_init__(self):
-        if not isinstance(self.copies, int) or self.copies < 1:
-            raise ValueError(f"FanOut: copies must be a positive int, got {self.copies!r}")
+        object.__setattr__(self, "copies", check_positive_int(self.copies, "FanOut: copies"))
 
     def kernel(self, state):
         # each branch updates its kernels in place, so all but the first get a copy
