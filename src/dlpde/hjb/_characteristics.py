@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from dlpde.shared.autodiff import gradient
-from dlpde.shared.checks import check_choice, check_int, check_positive_int
+from dlpde.shared.checks import check_choice, check_int, check_positive_int, check_real
 from dlpde.shared.ode import INTEGRATORS, integrate
 from dlpde.shared.random import make_generator
 
@@ -115,8 +115,8 @@ def characteristics(
     y = integrate(
         characteristic_field(hamiltonian, dim),
         y0,
-        float(t0),
-        float(t1),
+        check_real(t0, "t0"),
+        check_real(t1, "t1"),
         method=method,
         steps=None if method == "dopri5" else steps,
         rtol=rtol,

@@ -137,16 +137,23 @@ class ControlAffineProblem:
     def input_matrix(self, x: torch.Tensor) -> torch.Tensor:
         return self._input(x)
 
+    def _check(self, x, other, name, columns):
+        check_tensor(x, "x", shape=(None, self.dim), finite=False, nonempty=False)
+        check_tensor(other, name, shape=(x.shape[0], columns), finite=False, nonempty=False)
+
     def dynamics(self, x: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
         """``f(x) + B(x) v``, shape ``(N, d)``."""
+        self._check(x, control, "control", self.control_dim)
         return self.drift(x) + torch.einsum("bij,bj->bi", self.input_matrix(x), control)
 
     def running_cost(self, x: torch.Tensor, control: torch.Tensor) -> torch.Tensor:
         """``q(x) + v^T R v / 2``, shape ``(N,)``."""
+        self._check(x, control, "control", self.control_dim)
         return self.state_cost(x) + 0.5 * ((control @ self.control_weight.to(x)) * control).sum(-1)
 
     def optimal_control(self, x: torch.Tensor, costate: torch.Tensor) -> torch.Tensor:
         """``v = -R^{-1} B(x)^T p``, shape ``(N, m)``."""
+        self._check(x, costate, "costate", self.dim)
         bp = torch.einsum("bij,bi->bj", self.input_matrix(x), costate)
         return -bp @ self.control_weight_inverse.to(x)
 

@@ -359,6 +359,7 @@ class NormHamiltonian(Hamiltonian):
         return torch.where(inside, torch.zeros_like(norm), torch.full_like(norm, float("inf")))
 
     def project_velocity(self, q):
+        check_tensor(q, "q", min_dim=1, finite=False, nonempty=False)
         c = self.speed
         if self.dual_order == float("inf"):
             return q.clamp(-c, c)

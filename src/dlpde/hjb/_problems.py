@@ -37,6 +37,7 @@ from dlpde.shared.checks import (
     check_positive_int,
     check_tensor,
 )
+from dlpde.shared.device import resolve_device, resolve_dtype
 from dlpde.shared.random import make_generator
 
 from ._hamiltonians import Hamiltonian, LQRHamiltonian, QuadraticHamiltonian, _real_tensor, _symmetric_psd
@@ -144,6 +145,10 @@ class HJProblem:
     ):
         """``n`` points uniform in the box: ``(x, t)`` with ``t ~ U(0, horizon]``, or only ``x``
         when ``initial=True``. Drawn on the generator's device, then moved to ``device``."""
+        n = check_int(n, "n", minimum=0)
+        dtype = check_choice(resolve_dtype(dtype), "dtype", (torch.float32, torch.float64))
+        device = resolve_device(device)
+        check_bool(initial, "initial")
         generator = make_generator(0 if generator is None else generator)
         where = generator.device
         u = torch.rand(n, self.dim, generator=generator, dtype=dtype, device=where)
