@@ -68,7 +68,10 @@ def _preimport_optional_frameworks():
     import matplotlib
 
     matplotlib.use("Agg")
-    for name in ("matplotlib.pyplot", "e3nn.o3", "skimage.data", "skimage.metrics", "ase", "pywt", "tqdm"):
+    for name in ("matplotlib.pyplot", "e3nn.o3", "e3nn.nn", "skimage.data", "skimage.metrics",
+                 "skimage.restoration", "skimage.transform", "scipy.ndimage", "scipy.stats",
+                 "scipy.integrate", "scipy.optimize", "ase", "ase.build", "ase.calculators.emt",
+                 "ase.calculators.lj", "ase.cluster", "ase.optimize", "pywt", "bm3d", "tqdm"):
         try:
             importlib.import_module(name)
         except ImportError:

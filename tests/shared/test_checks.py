@@ -84,3 +84,23 @@ def test_check_sequence_checks_every_item_and_names_it():
         check_sequence(("tanh", "tanh"), "activations", check_choice, names, distinct=True)
     with pytest.raises(ValueError, match=r"activations\[0\] must be one of 'relu', 'tanh'"):
         check_sequence(("erf",), "activations", check_choice, names)
+
+
+def test_check_dtype_and_check_path():
+    import os
+    from pathlib import Path
+
+    from dlpde.shared import check_dtype, check_path
+
+    assert check_dtype(torch.float64) is torch.float64
+    for bad in (torch.float16, torch.int64, "float32", None):
+        with pytest.raises(TypeError, match="dtype must be torch.float32 or torch.float64"):
+            check_dtype(bad)
+    assert check_path(Path("a") / "b", "out") == os.path.join("a", "b")
+    assert check_path(None, "checkpoint", allow_none=True) is None
+    with pytest.raises(TypeError, match="checkpoint must be a path"):
+        check_path(None, "checkpoint")
+    with pytest.raises(ValueError, match="out must be a non-empty path"):
+        check_path("", "out")
+    with pytest.raises(ValueError, match="NUL"):
+        check_path("a\x00b", "out")

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from dlpde.shared import check_int, check_positive_int, check_tensor
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
-
-
-def check_dtype(dtype, name: str = "dtype") -> torch.dtype:
-    """float32 or float64 (the dtypes the kernels are written for)."""
-    if not isinstance(dtype, torch.dtype) or dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name} must be torch.float32 or torch.float64, got {dtype!r}")
-    return dtype
 
 
 def check_generator(generator, name: str = "generator", allow_none: bool = False):
@@ -48,12 +39,6 @@ def check_shape(shape, name: str = "input_shape") -> tuple[int, ...]:
     if not isinstance(shape, (tuple, list)) or not shape:
         raise TypeError(f"{name} must be a non-empty tuple of positive ints, got {shape!r}")
     return tuple(check_positive_int(s, f"{name} entry") for s in shape)
-
-
-def check_path(path, name: str = "path") -> str:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__}")
-    return os.fspath(path)
 
 
 def check_names(names, name: str, allowed) -> tuple[str, ...]:

@@ -12,8 +12,9 @@ import math
 import torch
 
 from dlpde.shared import check_bool, check_choice, check_positive_int, check_tensor
+from dlpde.shared.checks import check_dtype
 
-from ._checks import check_dtype, check_generator, check_names
+from ._checks import check_generator, check_names
 
 __all__ = ["load_image", "available_images", "training_images", "random_patches",
            "shepp_logan_phantom", "random_ellipses", "TEST_IMAGES", "TRAINING_IMAGES"]

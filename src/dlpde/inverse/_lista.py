@@ -21,8 +21,9 @@ from dlpde.shared import (
     check_tensor,
     train,
 )
+from dlpde.shared.checks import check_dtype, check_path
 
-from ._checks import check_dtype, check_generator, check_path, probe_sample
+from ._checks import check_generator, probe_sample
 from ._noise import nmse_db
 from ._solvers import soft_threshold
 

@@ -28,8 +28,9 @@ from dlpde.shared import (
     check_real,
     check_tensor,
 )
+from dlpde.shared.checks import check_dtype
 
-from ._checks import check_dtype, check_generator, check_shape
+from ._checks import check_generator, check_shape
 
 __all__ = [
     "LinearOperator", "Identity", "Blur", "GaussianBlur", "MotionBlur", "Inpainting",

@@ -295,7 +295,7 @@ def denoise_file(input_path, output_path, method: str = "trd", sigma: int = 25,
     import imageio.v3 as iio
     import numpy as np
 
-    from ._checks import check_path
+    from dlpde.shared.checks import check_path
 
     source, target = check_path(input_path, "input_path"), check_path(output_path, "output_path")
     method, sigma = _check_key(method, sigma)

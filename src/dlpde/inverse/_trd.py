@@ -17,8 +17,9 @@ from dlpde.shared import (
     check_tensor,
     train,
 )
+from dlpde.shared.checks import check_dtype, check_path
 
-from ._checks import check_dtype, check_generator, check_path, probe_sample
+from ._checks import check_generator, probe_sample
 from ._operators import convolve, convolve_adjoint
 
 __all__ = ["TRD", "RadialBasisInfluence", "dct_filter_basis", "train_greedy_then_joint"]

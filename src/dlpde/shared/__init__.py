@@ -21,8 +21,10 @@ from .checks import (
     check_bool,
     check_callable,
     check_choice,
+    check_dtype,
     check_finite_result,
     check_int,
+    check_path,
     check_positive,
     check_positive_int,
     check_probability,
@@ -60,5 +62,6 @@ __all__ = [
     "Study", "ConfigError", "execute", "KernelCheck",
     "checks", "check_tensor", "check_int", "check_positive_int", "check_real", "check_positive",
     "check_probability", "check_choice", "check_callable", "check_same_device", "check_bool",
-    "check_finite_result", "check_sequence", "NonFiniteResultError",
+    "check_finite_result", "check_sequence", "check_dtype", "check_path",
+    "NonFiniteResultError",
 ]

@@ -18,6 +18,7 @@ The checks are cheap (a finiteness check is one reduction) and never move data b
 - ``check_sequence``: a tuple/list whose items each pass one of the checks above
   (``check_sequence(widths, "widths", check_positive_int)``, or with ``check_choice`` and
   ``distinct=True`` for a subset of names).
+- ``check_dtype``: float32 or float64; ``check_path``: a str or os.PathLike path.
 - ``check_callable``, ``check_same_device``, ``check_finite_result``.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -32,7 +34,8 @@ import torch
 __all__ = [
     "check_tensor", "check_int", "check_positive_int", "check_real", "check_positive",
     "check_probability", "check_choice", "check_callable", "check_same_device",
-    "check_finite_result", "check_bool", "check_sequence", "NonFiniteResultError",
+    "check_finite_result", "check_bool", "check_sequence", "check_dtype", "check_path",
+    "NonFiniteResultError",
 ]
 
 _FLOATING = (torch.float32, torch.float64)
@@ -319,3 +322,27 @@ def check_sequence(values, name: str, check: Callable, *args, nonempty: bool = T
     if distinct and len(set(items)) != len(items):
         raise ValueError(f"{name} must not repeat entries, got {values!r}")
     return items
+
+
+def check_dtype(dtype, name: str = "dtype") -> torch.dtype:
+    """``torch.float32`` or ``torch.float64`` (the dtypes the kernels are written for); returns it."""
+    _check_name(name)
+    if not isinstance(dtype, torch.dtype) or dtype not in _FLOATING:
+        raise TypeError(f"{name} must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
+
+
+def check_path(path, name: str = "path", *, allow_none: bool = False) -> str | None:
+    """A filesystem path (``str`` or ``os.PathLike``), returned as a ``str`` (``None`` passes
+    through when ``allow_none``)."""
+    _check_name(name)
+    _flag(allow_none, "allow_none")
+    if path is None and allow_none:
+        return None
+    if not isinstance(path, (str, os.PathLike)):
+        tail = " or None" if allow_none else ""
+        raise TypeError(f"{name} must be a path (str or os.PathLike){tail}, got {type(path).__name__}")
+    path = os.fspath(path)
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise ValueError(f"{name} must be a non-empty path without NUL characters, got {path!r}")
+    return path

@@ -27,12 +27,6 @@ def as_generator(generator) -> torch.Generator:
     return generator
 
 
-def check_dtype(dtype) -> torch.dtype:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-    return dtype
-
-
 def random_tensor(shape, generator: torch.Generator, dtype: torch.dtype, scale: float = 1.0):
     """``scale * N(0, 1)`` entries drawn in float64 from ``generator`` and cast to ``dtype``."""
     return (torch.randn(shape, generator=generator, dtype=torch.float64) * scale).to(dtype)

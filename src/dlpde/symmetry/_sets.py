@@ -17,9 +17,9 @@ import math
 import torch
 from torch import nn
 
-from dlpde.shared.checks import check_positive_int
+from dlpde.shared.checks import check_dtype, check_positive_int
 
-from ._layers import as_generator, check_dtype, linear, mlp, random_tensor
+from ._layers import as_generator, linear, mlp, random_tensor
 
 __all__ = ["DeepSets", "PowerSumEmbedding", "EquivariantLayer", "AttentionPooling"]
 

@@ -32,9 +32,9 @@ import torch
 from torch import nn
 
 from dlpde.shared.autodiff import group_mean
-from dlpde.shared.checks import check_int, check_positive_int
+from dlpde.shared.checks import check_dtype, check_int, check_positive_int
 
-from ._layers import as_generator, check_dtype, check_sizes, linear, mlp, random_tensor
+from ._layers import as_generator, check_sizes, linear, mlp, random_tensor
 from ._sets import EquivariantLayer
 
 __all__ = ["SlaterJastrow", "BackflowDeterminant", "VandermondeAnsatz", "ExplicitAntisymmetrizer",

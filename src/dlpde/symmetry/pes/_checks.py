@@ -3,7 +3,6 @@ plus the few kinds of argument only this subpackage has)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 
 import torch
@@ -48,12 +47,6 @@ def check_reals(values, name: str, minimum: float | None = None) -> tuple[float,
     return values
 
 
-def check_dtype(dtype) -> torch.dtype:
-    if dtype not in _DTYPES:
-        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-    return dtype
-
-
 def check_seed(seed) -> int:
     return check_int(seed, "seed", minimum=0)
 
@@ -75,9 +68,3 @@ def check_dataset(dataset, name: str = "dataset"):
     if len(dataset) < 1:
         raise ValueError(f"{name} is empty")
     return dataset
-
-
-def check_path(path, name: str = "checkpoint"):
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a path (str or os.PathLike) or None, got {type(path).__name__}")
-    return path

@@ -16,8 +16,9 @@ import math
 import torch
 
 from dlpde.shared import make_generator
+from dlpde.shared.checks import check_dtype
 
-from ._checks import check_dtype, check_seed, check_widths
+from ._checks import check_seed, check_widths
 from ._potential import AtomicPotential
 
 __all__ = ["CoordinateMLP"]

@@ -28,8 +28,9 @@ import math
 import torch
 
 from dlpde.shared import check_positive, check_positive_int, check_tensor, make_generator
+from dlpde.shared.checks import check_dtype
 
-from ._checks import check_dtype, check_seed
+from ._checks import check_seed
 from ._neighbours import polynomial_cutoff
 from ._potential import AtomicPotential
 

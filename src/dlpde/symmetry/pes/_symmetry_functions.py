@@ -19,8 +19,9 @@ from __future__ import annotations
 import torch
 
 from dlpde.shared import check_int, check_positive, check_real
+from dlpde.shared.checks import check_dtype
 
-from ._checks import check_dtype, check_elements, check_reals, check_seed, check_widths
+from ._checks import check_elements, check_reals, check_seed, check_widths
 from ._descriptor import DescriptorPotential
 from ._neighbours import cosine_cutoff, neighbour_table
 

@@ -26,9 +26,10 @@ from dlpde.shared import (
     make_generator,
     train,
 )
+from dlpde.shared.checks import check_path
 from dlpde.shared.testing import random_rotation
 
-from ._checks import check_dataset, check_model, check_path
+from ._checks import check_dataset, check_model
 from ._potential import energy_and_forces
 
 __all__ = ["fit_potential", "evaluate_potential", "equivariance_errors", "relax_geometry"]
@@ -91,7 +92,7 @@ def fit_potential(model, train_set, *, steps: int = 1000, batch_size: int = 16, 
     check_bool(augment, "augment")
     check_int(seed, "seed", minimum=0)
     check_real(ridge, "ridge", 0.0)
-    check_path(checkpoint)
+    check_path(checkpoint, "checkpoint", allow_none=True)
     check_bool(resume, "resume")
     check_bool(progress, "progress")
     if not isinstance(desc, str):
