@@ -1,6 +1,9 @@
 """Core kernels of ``dlpde.ntk`` for ``benchmarks/gpu_check.py``: analytic kernels (fully
 connected and convolutional specs), empirical NTK (Jacobian contraction and NTK-vector
-products), the exact kernel velocity, and the infinite-width gradient-descent predictor."""
+products), the exact kernel velocity, the infinite-width gradient-descent predictor, the
+benchmark's depth-3 ReLU network at its size (4096 inputs), Monte Carlo kernels from finite
+networks (weights drawn on the CPU, so both devices average the same networks) and kernel
+regression."""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ from dlpde.shared import KernelCheck, make_generator
 
 from ._alpha import TwoLayerNetwork
 from ._diagnostics import kernel_velocity
-from ._empirical import empirical_ntk
-from ._predict import gradient_descent_mse
+from ._empirical import empirical_ntk, monte_carlo_kernel
+from ._predict import gradient_descent_mse, kernel_regression
 from ._spec import Conv, Dense, Elementwise, Erf, GlobalAvgPool, Relu, Serial, analytic_kernels, build_network
 
 
@@ -72,6 +75,29 @@ def _predictor(device, tiny):
     return lambda: gradient_descent_mse(ntk[:n, :n], y, [0.5, 5.0, 50.0], 1.0, ntk_test_train=ntk[n:, :n])
 
 
+def _benchmark_fc(device, tiny):
+    n = 64 if tiny else 4096
+    spec = Serial(Dense(512, 1.4, 0.1), Relu(), Dense(512, 1.4, 0.1), Relu(), Dense(512, 1.4, 0.1), Relu(),
+                  Dense(1, 1.0, 0.1))
+    x = _inputs((n, 32), 0).to(device)
+    return lambda: analytic_kernels(spec, x, get="ntk")
+
+
+def _monte_carlo(device, tiny):
+    n, width, samples = (6, 32, 4) if tiny else (128, 1024, 32)
+    spec = Serial(Dense(width, 1.4, 0.1), Relu(), Dense(width, 1.4, 0.1), Relu(), Dense(1, 1.0, 0.1))
+    x = _inputs((n, 16), 9).to(device)
+    return lambda: monte_carlo_kernel(spec, x, n_samples=samples, seed=1)
+
+
+def _kernel_regression(device, tiny):
+    n, m = (16, 8) if tiny else (1024, 256)
+    spec = Serial(Dense(512, 1.4, 0.1), Relu(), Dense(512, 1.4, 0.1), Relu(), Dense(1, 1.0, 0.1))
+    x = _inputs((n + m, 8), 10).to(device)
+    y = torch.sin(x[:n, :2])
+    return lambda: kernel_regression(spec, x[:n], y, x[n:], t=[1.0, 10.0], diag_reg=1e-3)
+
+
 KERNELS = [
     KernelCheck("ntk.analytic_kernels.fc", _analytic_fc),
     KernelCheck("ntk.analytic_kernels.quadrature", _analytic_quadrature),
@@ -81,4 +107,7 @@ KERNELS = [
     KernelCheck("ntk.empirical_ntk.structured", _empirical("structured")),
     KernelCheck("ntk.kernel_velocity", _velocity, rtol=1e-6, atol=1e-10),
     KernelCheck("ntk.gradient_descent_mse", _predictor, rtol=1e-6, atol=1e-9),
+    KernelCheck("ntk.analytic_kernels.benchmark_fc", _benchmark_fc),
+    KernelCheck("ntk.monte_carlo_kernel", _monte_carlo, rtol=1e-8, atol=1e-10),
+    KernelCheck("ntk.kernel_regression", _kernel_regression, rtol=1e-6, atol=1e-9),
 ]
