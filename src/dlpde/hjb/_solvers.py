@@ -26,8 +26,16 @@ import numpy as np
 import torch
 
 from dlpde.shared.autodiff import gradient
-from dlpde.shared.checks import check_callable, check_positive, check_positive_int
-from dlpde.shared.device import resolve_device
+from dlpde.shared.checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_int,
+    check_positive,
+    check_positive_int,
+)
+from dlpde.shared.device import resolve_device, resolve_dtype
+from dlpde.shared.ode import INTEGRATORS
 from dlpde.shared.random import make_generator
 from dlpde.shared.train import train
 
@@ -56,11 +64,11 @@ class _NeuralSolver:
         if not isinstance(problem, HJProblem):
             raise TypeError(f"problem must be an HJProblem, got {type(problem).__name__}")
         for name, value in (("batch_size", batch_size), ("initial_batch_size", initial_batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            check_positive_int(value, name)
         self.problem = problem
         self.device = resolve_device(device)
-        self.dtype = dtype
+        self.dtype = check_choice(resolve_dtype(dtype), "dtype", (torch.float32, torch.float64))
+        dtype = self.dtype
         self.batch_size = batch_size
         self.initial_batch_size = initial_batch_size
         if network is None:
@@ -183,7 +191,7 @@ class DGMSolver(_NeuralSolver):
             dtype=dtype,
             device=device,
         )
-        self.initial_weight = float(initial_weight)
+        self.initial_weight = check_positive(initial_weight, "initial_weight", allow_zero=True)
 
     def loss(self, step):
         x, t = self._sample(self.batch_size)
@@ -245,14 +253,24 @@ class CharacteristicSolver(_NeuralSolver):
             dtype=dtype,
             device=device,
         )
-        if quadrature not in _QUADRATURES:
-            raise ValueError(f"quadrature must be one of {_QUADRATURES}, got {quadrature!r}")
-        if not isinstance(nodes, int) or nodes < (2 if quadrature == "trapezoid" else 1):
-            raise ValueError(f"nodes must be an int >= 1 (>= 2 for the trapezoid rule), got {nodes!r}")
+        check_choice(quadrature, "quadrature", _QUADRATURES)
+        nodes = check_int(nodes, "nodes", minimum=2 if quadrature == "trapezoid" else 1)
+        method = check_choice(method, "method", sorted(INTEGRATORS))
+        if steps is not None or method != "dopri5":  # dopri5 chooses its own steps
+            steps = check_positive_int(steps, "steps")
+        path_weight, residual_weight, initial_weight, hopf_lax_weight = (
+            check_positive(w, name, allow_zero=True)
+            for w, name in (
+                (path_weight, "path_weight"),
+                (residual_weight, "residual_weight"),
+                (initial_weight, "initial_weight"),
+                (hopf_lax_weight, "hopf_lax_weight"),
+            )
+        )
         if hopf_lax_weight and not (problem.hamiltonian.convex and not problem.hamiltonian.state_dependent):
             raise ValueError("the Hopf-Lax penalty needs a convex, state-independent Hamiltonian")
         self.nodes, self.quadrature = nodes, quadrature
-        self.stop_gradient = bool(stop_gradient)
+        self.stop_gradient = check_bool(stop_gradient, "stop_gradient")
         self.method, self.steps = method, steps
         self.path_weight, self.residual_weight = float(path_weight), float(residual_weight)
         self.initial_weight, self.hopf_lax_weight = float(initial_weight), float(hopf_lax_weight)
