@@ -24,6 +24,7 @@ from dlpde.ntk import (
     Flatten,
     Gaussian,
     Gelu,
+    GlobalSelfAttention,
     GlobalSumPool,
     Hermite,
     LayerNorm,
@@ -93,6 +94,12 @@ SPECS = {
     "conv_transpose_2d": (Serial(ConvTranspose(8, (3, 2), (2, 1), "SAME", 1.3, 0.2, "standard"), Relu(),
                                  ConvTranspose(8, (2, 2), (1, 2), "VALID"), Relu(),
                                  Conv(8, (2, 2), (1, 1), "SAME"), GlobalSumPool(), Dense(1)), (2, 3, 4)),
+    "attention_1d": (Serial(Conv(8, (3,), (1,), "SAME", 1.3, 0.2), Relu(),
+                            GlobalSelfAttention(8, 8, 8, 2, 1.1, 1.2, 0.9, 1.3, 0.1), Relu(), GlobalSumPool(),
+                            Dense(1)), (2, 5)),
+    "attention_2d_input": (Serial(GlobalSelfAttention(8, 4, 8, 3), Conv(8, (2, 2), (1, 1), "SAME", 1.3, 0.2),
+                                  Erf(), GlobalSelfAttention(8, 4, 4, 2, W_out_std=0.7), GlobalSumPool(),
+                                  Dense(1)), (2, 3, 2)),
     "layernorm_conv": (Serial(Conv(8, (3,), (1,), "SAME", 1.2, 0.3), LayerNorm(), Abs(), GlobalSumPool(),
                               Dense(1)), (3, 6)),
 }
@@ -117,7 +124,8 @@ def test_new_layers_match_neural_tangents(nt, name):
     np.testing.assert_allclose(ntk.numpy(), np.asarray(reference.ntk), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["gelu", "layernorm_fc", "sumpool_conv2d", "conv_transpose_2d"])
+@pytest.mark.parametrize("name", ["gelu", "layernorm_fc", "sumpool_conv2d", "conv_transpose_2d",
+                                  "attention_2d_input"])
 def test_new_layers_self_kernel_matches_neural_tangents(nt, name):
     """x2 = None: the symmetric path (upper triangle, blocks on the diagonal) agrees too."""
     spec, shape = SPECS[name]
@@ -130,7 +138,8 @@ def test_new_layers_self_kernel_matches_neural_tangents(nt, name):
 
 @pytest.mark.parametrize("name", ["gelu", "sin", "cos", "rbf", "abs", "abrelu", "sign", "exp", "gaussian",
                                   "hermite", "layernorm_fc", "sumpool_conv2d", "layernorm_conv",
-                                  "conv_transpose_1d", "conv_transpose_2d"])
+                                  "conv_transpose_1d", "conv_transpose_2d", "attention_1d",
+                                  "attention_2d_input"])
 def test_new_finite_layers_match_neural_tangents_apply(nt, name):
     """The finite network built from the description computes what neural-tangents' apply_fn does
     with the same weights (Dense W (in, out), Conv HWIO)."""
@@ -150,6 +159,11 @@ def test_new_finite_layers_match_neural_tangents_apply(nt, name):
                 w = w.T if isinstance(layer, Dense) else np.moveaxis(w, (0, 1), (-1, -2))
                 b = module.bias.detach().numpy().reshape((1,) * (w.ndim - 1) + (-1,))
                 params.append((jnp.asarray(w), jnp.asarray(b)))
+            elif isinstance(layer, GlobalSelfAttention):
+                b = None if module.bias is None else jnp.asarray(
+                    module.bias.detach().numpy().reshape((1,) * len(shape) + (-1,)))
+                params.append((None, *(jnp.asarray(p.detach().numpy()) for p in (module.keys, module.values,
+                                                                                   module.out)), b, None))
             else:
                 params.append(())
         return params

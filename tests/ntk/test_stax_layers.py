@@ -27,6 +27,7 @@ from dlpde.ntk import (
     Flatten,
     Gaussian,
     Gelu,
+    GlobalSelfAttention,
     GlobalSumPool,
     Hermite,
     LayerNorm,
@@ -123,6 +124,18 @@ def test_wide_convolutional_average_matches_analytic_kernels(spec):
     _assert_mean_matches(ntks, ntk)
 
 
+def test_wide_self_attention_average_matches_analytic_kernels():
+    # attention on the input: the logits converge to W_key_std W_query_std K_0 as n_chan_key grows
+    # (softmax bias O(1/n_chan_key), far inside the bound at 512); values and heads self-average
+    spec = Serial(GlobalSelfAttention(64, 512, 16, 16, 1.2, 1.1, 0.9, 1.3, 0.1), GlobalSumPool(),
+                  Dense(OUTPUTS, 0.5, 0.1))
+    x = _x(3, 2, 4, seed=9)
+    nngps, ntks = _monte_carlo(spec, x, seeds=24)
+    nngp, ntk = analytic_kernels(spec, x)
+    _assert_mean_matches(nngps, nngp)
+    _assert_mean_matches(ntks, ntk)
+
+
 def test_monte_carlo_check_detects_a_wrong_activation_kernel():
     x = _x(4, 3, seed=1)
     nngps, _ = _monte_carlo(_hidden(Sin(1.0, 1.0, 0.0)), x)
@@ -179,6 +192,8 @@ def test_piecewise_linear_and_pooling_identities():
 def test_layer_arguments_are_checked():
     with pytest.raises(ValueError, match="padding"):
         ConvTranspose(4, 3, padding="CIRCULAR")
+    with pytest.raises(ValueError, match="n_heads"):
+        GlobalSelfAttention(4, 4, 4, 0)
     with pytest.raises(ValueError, match="gamma"):
         Rbf(0.0)
     with pytest.raises(TypeError, match="a"):

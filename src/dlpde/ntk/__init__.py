@@ -8,9 +8,9 @@
   ``Sin``, ``Cos``, ``Rbf``, ``Exp``, ``Gaussian``, ``Hermite`` in closed form, any activation by
   quadrature with ``Elementwise`` = ``ElementwiseNumerical``; ``LayerNorm``, ``Dropout``;
   ``AvgPool``, ``SumPool``, ``GlobalAvgPool``, ``GlobalSumPool``, ``Flatten``, ``Identity``,
-  ``FanOut``, ``Parallel``, ``FanInSum``, ``Serial``) giving the infinite-width kernels
-  (``analytic_kernels``), the finite network (``build_network``) and the neural-tangents model
-  (``to_stax``) from one description.
+  ``FanOut``, ``Parallel``, ``FanInSum``, ``Serial``, ``GlobalSelfAttention``) giving the
+  infinite-width kernels (``analytic_kernels``), the finite network (``build_network``) and the
+  neural-tangents model (``to_stax``) from one description.
 - Infinite-width predictions: ``gradient_descent_mse``, ``nngp_posterior``,
   ``gradient_descent_mse_ensemble``.
 - Lazy versus active training: ``AlphaScaled``, ``TwoLayerNetwork`` (width-parameterisation
@@ -66,6 +66,7 @@ from ._spec import (
     Gaussian,
     Gelu,
     GlobalAvgPool,
+    GlobalSelfAttention,
     GlobalSumPool,
     Hermite,
     Identity,
@@ -91,7 +92,7 @@ __all__ = [
     "Layer", "Dense", "Conv", "ConvTranspose", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf",
     "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
     "ElementwiseNumerical", "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool",
-    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial",
+    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial", "GlobalSelfAttention",
     "analytic_kernels", "build_network", "to_stax",
     "gradient_descent_mse", "nngp_posterior", "gradient_descent_mse_ensemble",
     "gradient_descent_mse_predictor", "kernel_regression",

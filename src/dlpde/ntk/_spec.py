@@ -14,7 +14,7 @@ kernels ``Relu``, ``LeakyRelu``, ``ABRelu``, ``Abs``, ``Sign``, ``Erf``, ``Sigmo
 Gauss-Hermite quadrature; ``ElementwiseNumerical`` is the same layer under neural-tangents' name);
 ``LayerNorm``, ``Dropout`` (inference); ``AvgPool``, ``SumPool``, ``GlobalAvgPool``,
 ``GlobalSumPool``, ``Flatten``, ``Identity``, ``FanOut``/``Parallel``/``FanInSum`` (residual
-blocks), composed with ``Serial``.
+blocks), ``ConvTranspose``, ``GlobalSelfAttention``, composed with ``Serial``.
 
 Conventions (those of neural-tangents): inputs are ``(N, d)`` for fully connected networks and
 ``(N, C, *spatial)`` (channels first) for convolutional ones; the input kernel is
@@ -57,8 +57,8 @@ __all__ = [
     "Layer", "Dense", "Conv", "ConvTranspose", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf",
     "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
     "ElementwiseNumerical", "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool",
-    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial", "analytic_kernels", "build_network",
-    "to_stax",
+    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial", "GlobalSelfAttention",
+    "analytic_kernels", "build_network", "to_stax",
 ]
 
 Padding = Literal["SAME", "VALID", "CIRCULAR"]
@@ -579,6 +579,111 @@ class ConvTranspose(Layer):
             raise ValueError("to_stax needs ConvTranspose.filter_shape (and strides) as tuples, e.g. (3, 3)")
         return stax.ConvTranspose(self.out_chan, filters, strides, self.padding, W_std=self.W_std,
                                   b_std=self.b_std, parameterization=self.parameterization)
+
+
+class _SelfAttentionModule(nn.Module):
+    def __init__(self, keys, values, out, bias, qk_std, ov_std, b_std):
+        super().__init__()
+        self.keys, self.values, self.out = nn.Parameter(keys), nn.Parameter(values), nn.Parameter(out)
+        self.bias = None if bias is None else nn.Parameter(bias)
+        self.qk_std, self.ov_std, self.b_std = qk_std, ov_std, b_std
+
+    def forward(self, x):
+        n, channels, spatial = x.shape[0], x.shape[1], x.shape[2:]
+        h = x.reshape(n, channels, -1).transpose(1, 2)  # (N, S, C)
+        keys = torch.einsum("nsc,hck->hnsk", h, self.keys)
+        logits = keys @ keys.transpose(-1, -2) * (self.qk_std / (channels * self.keys.shape[-1]))
+        heads = torch.softmax(logits, dim=-1) @ torch.einsum("nsc,hcv->hnsv", h, self.values)
+        heads = heads.permute(1, 2, 3, 0).reshape(n, h.shape[1], -1)  # (N, S, values x heads)
+        z = heads @ self.out * (self.ov_std / math.sqrt(heads.shape[-1] * channels))
+        if self.bias is not None:
+            z = z + self.b_std * self.bias
+        return z.transpose(1, 2).reshape(n, -1, *spatial)
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalSelfAttention(Layer):
+    """Multi-head dot-product self-attention over all positions, neural-tangents' variant with
+    ``linear_scaling=True`` (tied key and query weights, logits divided by ``C n_chan_key``),
+    softmax attention and no positional embedding (Hron et al. 2020, "Infinite attention").
+    With ``G(x) = softmax_t(W_key_std W_query_std Sigma(x, x)[s, t])`` (the attention weights the
+    finite network converges to) and ``o = W_out_std W_value_std``:
+    ``Sigma'(x, x') = o^2 G(x) Sigma(x, x') G(x')^T + b_std^2``,
+    ``Theta' = o^2 G(x) Theta G(x')^T + b_std^2 + 2 o^2 G(x) Sigma G(x')^T``."""
+
+    n_chan_out: int
+    n_chan_key: int
+    n_chan_val: int
+    n_heads: int
+    W_key_std: float = 1.0
+    W_value_std: float = 1.0
+    W_query_std: float = 1.0
+    W_out_std: float = 1.0
+    b_std: float | None = None
+    temporaries = 3
+
+    def __post_init__(self):
+        for field in ("n_chan_out", "n_chan_key", "n_chan_val", "n_heads"):
+            object.__setattr__(self, field, check_positive_int(getattr(self, field),
+                                                               f"GlobalSelfAttention: {field}"))
+        for field in ("W_key_std", "W_value_std", "W_query_std", "W_out_std"):
+            _check_std(self, field, f"GlobalSelfAttention: {field}")
+        _check_std(self, "b_std", "GlobalSelfAttention: b_std", allow_none=True)
+
+    def kernel(self, state):
+        d = len(state.spatial)
+        if d == 0:
+            raise ValueError("GlobalSelfAttention needs spatial inputs")
+        size = math.prod(state.spatial)
+        qk, ov2, b2 = self.W_key_std * self.W_query_std, (self.W_out_std * self.W_value_std) ** 2, \
+            (self.b_std or 0.0) ** 2
+        batch = state.nngp.shape[:2] if state.pairs else state.nngp.shape[:1]
+
+        def flat(t):
+            return t.reshape(*batch, size, size)
+
+        if state.pairs:
+            g1, g2 = state.tape.replay()
+
+            def weigh(t):
+                return torch.einsum("ist,ijtu,jru->ijsr", g1, flat(t), g2)
+        else:
+            g1 = torch.softmax(flat(state.nngp) * qk, dim=-1)
+            state.tape.record(g1)
+
+            def weigh(t):
+                return torch.einsum("ist,itu,iru->isr", g1, flat(t), g1)
+
+        weighted = weigh(state.nngp)
+        ntk = None
+        if state.track_ntk:
+            ntk = weighted.mul(2 * ov2)
+            if state.ntk is not None:
+                ntk.add_(weigh(state.ntk), alpha=ov2)
+            if b2:
+                ntk.add_(b2)
+            ntk = ntk.reshape(state.nngp.shape)
+        nngp = weighted.mul_(ov2).add_(b2).reshape(state.nngp.shape)
+        return state.replace(nngp=nngp, ntk=ntk, channels=self.n_chan_out, gaussian=True)
+
+    def build(self, in_shape, generator, dtype, device):
+        if len(in_shape) < 2:
+            raise ValueError("GlobalSelfAttention needs spatial inputs")
+        channels = in_shape[0]
+        keys = _normal((self.n_heads, channels, self.n_chan_key), generator, dtype, device)
+        values = _normal((self.n_heads, channels, self.n_chan_val), generator, dtype, device)
+        out = _normal((self.n_chan_val * self.n_heads, self.n_chan_out), generator, dtype, device)
+        bias = None if self.b_std is None else _normal((self.n_chan_out,), generator, dtype, device)
+        module = _SelfAttentionModule(keys, values, out, bias, self.W_key_std * self.W_query_std,
+                                      self.W_out_std * self.W_value_std, self.b_std)
+        return module, (self.n_chan_out, *in_shape[1:])
+
+    def to_stax(self, stax):
+        return stax.GlobalSelfAttention(self.n_chan_out, self.n_chan_key, self.n_chan_val, self.n_heads,
+                                        linear_scaling=True, W_key_std=self.W_key_std,
+                                        W_value_std=self.W_value_std, W_query_std=self.W_query_std,
+                                        W_out_std=self.W_out_std, b_std=self.b_std,
+                                        attention_mechanism="SOFTMAX", pos_emb_type="NONE")
 
 
 # --------------------------------------------------------------------------------------------
