@@ -21,13 +21,18 @@ from dlpde.ntk import (
     ElementwiseNumerical,
     Erf,
     Exp,
+    FanInConcat,
+    FanInProd,
+    FanOut,
     Flatten,
     Gaussian,
     Gelu,
     GlobalSelfAttention,
     GlobalSumPool,
     Hermite,
+    Identity,
     LayerNorm,
+    Parallel,
     Rbf,
     Relu,
     Serial,
@@ -60,6 +65,7 @@ def _fc(layer, second=None):
 
 
 UNIT = Serial(Dense(8, 1.0, 0.0), LayerNorm())  # unit-variance pre-activations (for Hermite)
+RELU_BRANCH, ERF_BRANCH = Serial(Relu(), Dense(8, 1.2, 0.1)), Serial(Erf(), Dense(8, 0.8, 0.3))
 SPECS = {
     "gelu": (_fc(Gelu(), Gelu()), (5,)),
     "sin": (_fc(Sin(1.3, 0.7, 0.4), Sin()), (5,)),
@@ -100,6 +106,15 @@ SPECS = {
     "attention_2d_input": (Serial(GlobalSelfAttention(8, 4, 8, 3), Conv(8, (2, 2), (1, 1), "SAME", 1.3, 0.2),
                                   Erf(), GlobalSelfAttention(8, 4, 4, 2, W_out_std=0.7), GlobalSumPool(),
                                   Dense(1)), (2, 3, 2)),
+    "fan_in_prod": (Serial(Dense(8, 1.3, 0.2), FanOut(3), Parallel(RELU_BRANCH, ERF_BRANCH, Identity()),
+                           FanInProd(), Dense(1)), (5,)),
+    "fan_in_concat": (Serial(Dense(8, 1.3, 0.2), FanOut(3),
+                             Parallel(RELU_BRANCH, Serial(Erf(), Dense(16, 0.8, 0.3)), Identity()),
+                             FanInConcat(), Dense(4), Relu(), Dense(1)), (5,)),
+    "fan_in_concat_conv": (Serial(Conv(8, (3,), (1,), "SAME", 1.3, 0.2), FanOut(2),
+                                  Parallel(Serial(Relu(), Conv(4, (2,), (1,), "SAME")), Identity()),
+                                  FanInConcat(), Conv(8, (3,), (1,), "CIRCULAR"), Relu(), GlobalSumPool(),
+                                  Dense(1)), (2, 5)),
     "layernorm_conv": (Serial(Conv(8, (3,), (1,), "SAME", 1.2, 0.3), LayerNorm(), Abs(), GlobalSumPool(),
                               Dense(1)), (3, 6)),
 }
@@ -125,7 +140,7 @@ def test_new_layers_match_neural_tangents(nt, name):
 
 
 @pytest.mark.parametrize("name", ["gelu", "layernorm_fc", "sumpool_conv2d", "conv_transpose_2d",
-                                  "attention_2d_input"])
+                                  "attention_2d_input", "fan_in_prod", "fan_in_concat_conv"])
 def test_new_layers_self_kernel_matches_neural_tangents(nt, name):
     """x2 = None: the symmetric path (upper triangle, blocks on the diagonal) agrees too."""
     spec, shape = SPECS[name]

@@ -8,7 +8,8 @@
   ``Sin``, ``Cos``, ``Rbf``, ``Exp``, ``Gaussian``, ``Hermite`` in closed form, any activation by
   quadrature with ``Elementwise`` = ``ElementwiseNumerical``; ``LayerNorm``, ``Dropout``;
   ``AvgPool``, ``SumPool``, ``GlobalAvgPool``, ``GlobalSumPool``, ``Flatten``, ``Identity``,
-  ``FanOut``, ``Parallel``, ``FanInSum``, ``Serial``, ``GlobalSelfAttention``) giving the
+  ``FanOut``, ``Parallel``, ``FanInSum``, ``FanInProd``, ``FanInConcat``, ``Serial``,
+  ``GlobalSelfAttention``) giving the
   infinite-width kernels (``analytic_kernels``), the finite network (``build_network``) and the
   neural-tangents model (``to_stax``) from one description.
 - Infinite-width predictions: ``gradient_descent_mse``, ``nngp_posterior``,
@@ -60,6 +61,8 @@ from ._spec import (
     ElementwiseNumerical,
     Erf,
     Exp,
+    FanInConcat,
+    FanInProd,
     FanInSum,
     FanOut,
     Flatten,
@@ -92,7 +95,8 @@ __all__ = [
     "Layer", "Dense", "Conv", "ConvTranspose", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf",
     "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
     "ElementwiseNumerical", "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool",
-    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial", "GlobalSelfAttention",
+    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "FanInProd", "FanInConcat", "Serial",
+    "GlobalSelfAttention",
     "analytic_kernels", "build_network", "to_stax",
     "gradient_descent_mse", "nngp_posterior", "gradient_descent_mse_ensemble",
     "gradient_descent_mse_predictor", "kernel_regression",

@@ -14,7 +14,8 @@ kernels ``Relu``, ``LeakyRelu``, ``ABRelu``, ``Abs``, ``Sign``, ``Erf``, ``Sigmo
 Gauss-Hermite quadrature; ``ElementwiseNumerical`` is the same layer under neural-tangents' name);
 ``LayerNorm``, ``Dropout`` (inference); ``AvgPool``, ``SumPool``, ``GlobalAvgPool``,
 ``GlobalSumPool``, ``Flatten``, ``Identity``, ``FanOut``/``Parallel``/``FanInSum`` (residual
-blocks), ``ConvTranspose``, ``GlobalSelfAttention``, composed with ``Serial``.
+blocks; also ``FanInProd``, ``FanInConcat``), ``ConvTranspose``, ``GlobalSelfAttention``, composed
+with ``Serial``.
 
 Conventions (those of neural-tangents): inputs are ``(N, d)`` for fully connected networks and
 ``(N, C, *spatial)`` (channels first) for convolutional ones; the input kernel is
@@ -57,8 +58,8 @@ __all__ = [
     "Layer", "Dense", "Conv", "ConvTranspose", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf",
     "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
     "ElementwiseNumerical", "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool",
-    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "Serial", "GlobalSelfAttention",
-    "analytic_kernels", "build_network", "to_stax",
+    "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "FanInProd", "FanInConcat", "Serial",
+    "GlobalSelfAttention", "analytic_kernels", "build_network", "to_stax",
 ]
 
 Padding = Literal["SAME", "VALID", "CIRCULAR"]
@@ -1486,6 +1487,88 @@ class FanInSum(Layer):
 
     def to_stax(self, stax):
         return stax.FanInSum()
+
+
+def _check_branches(state, name):
+    if not isinstance(state, tuple):
+        raise ValueError(f"{name} needs branches (FanOut, Parallel) before it")
+    if len({s.spatial for s in state}) != 1:
+        raise ValueError(f"{name}: branches have different spatial shapes")
+
+
+class _FanInProdModule(nn.Module):
+    def forward(self, inputs):
+        out = inputs[0]
+        for x in inputs[1:]:
+            out = out * x
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class FanInProd(Layer):
+    """Multiply the branches elementwise. Independent branches: ``Sigma' = prod_i Sigma_i``,
+    ``Theta' = sum_i Theta_i prod_{j != i} Sigma_j`` (neural-tangents' ``FanInProd``). The
+    branches must be independent in the limit: each ends with its own affine layer (or is the
+    ``Identity`` of a Gaussian input), not two activations of the same pre-activation. The
+    product is not Gaussian."""
+
+    def kernel(self, state):
+        _check_branches(state, "FanInProd")
+        if len({s.channels for s in state}) != 1:
+            raise ValueError("FanInProd: branches have different shapes")
+        nngp, ntk = state[0].nngp, state[0].ntk
+        for branch in state[1:]:
+            if ntk is not None:
+                ntk = ntk.mul_(branch.nngp)
+            if branch.ntk is not None:
+                term = branch.ntk.mul_(nngp)
+                ntk = term if ntk is None else ntk.add_(term)
+            nngp = nngp.mul_(branch.nngp)
+        return state[0].replace(nngp=nngp, ntk=ntk, gaussian=len(state) == 1 and state[0].gaussian)
+
+    def build(self, in_shape, generator, dtype, device):
+        if len(set(in_shape)) != 1:
+            raise ValueError(f"FanInProd: branches have different shapes {in_shape}")
+        return _FanInProdModule(), in_shape[0]
+
+    def to_stax(self, stax):
+        return stax.FanInProd()
+
+
+class _FanInConcatModule(nn.Module):
+    def forward(self, inputs):
+        return torch.cat(inputs, dim=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class FanInConcat(Layer):
+    """Concatenate the branches along the channels (neural-tangents' ``FanInConcat(axis=-1)``):
+    the kernels are the channel-weighted means ``sum_i C_i K_i / sum_i C_i`` (plain means when
+    all ``C_i`` are equal, as neural-tangents); the result counts as non-Gaussian, as there."""
+
+    def kernel(self, state):
+        _check_branches(state, "FanInConcat")
+        widths = [s.channels for s in state]
+        if len(set(widths)) == 1:
+            widths = [1] * len(widths)
+        total = sum(widths)
+        nngp = state[0].nngp.mul_(widths[0] / total)
+        ntk = None if state[0].ntk is None else state[0].ntk.mul_(widths[0] / total)
+        for width, branch in zip(widths[1:], state[1:]):
+            nngp.add_(branch.nngp, alpha=width / total)
+            if branch.ntk is not None and ntk is None:
+                ntk = branch.ntk.mul_(width / total)
+            elif branch.ntk is not None:
+                ntk.add_(branch.ntk, alpha=width / total)
+        return state[0].replace(nngp=nngp, ntk=ntk, channels=sum(s.channels for s in state), gaussian=False)
+
+    def build(self, in_shape, generator, dtype, device):
+        if len({tuple(s[1:]) for s in in_shape}) != 1:
+            raise ValueError(f"FanInConcat: branches have different spatial shapes {in_shape}")
+        return _FanInConcatModule(), (sum(s[0] for s in in_shape), *in_shape[0][1:])
+
+    def to_stax(self, stax):
+        return stax.FanInConcat(axis=-1)
 
 
 class _SerialModule(nn.Module):
