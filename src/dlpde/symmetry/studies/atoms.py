@@ -14,6 +14,9 @@ Pretraining (optional, ``pretrain_steps > 0``; FermiNet's supervised start): the
 (``slater_effective_charges``: Li 2.70 / 1.30, Be 3.70 / 1.95), on configurations sampled from
 ``|psi_hydrogenic|^2``; the orbital envelopes start at the hydrogen-like decay rates ``Z_1s`` and
 ``Z_2s / 2``. Without it the first VMC steps start from random orbitals.
+
+Measured (full preset, 1200 SR steps, 256 walkers, one core per atom): Li -7.47773 +- 0.00057 Ha
+(0.33 +- 0.57 mHa above exact, 237 CPU s), Be -14.6634 +- 0.0014 Ha (3.96 +- 1.39 mHa, 335 CPU s).
 """
 
 from __future__ import annotations
@@ -398,7 +401,9 @@ def headline(metrics) -> dict:
                     number("Be: E - E_exact (-14.66736 Ha)", be, "mHa", "reported", None)],
         "expectation": "Li within about 15 mHa and Be within about 30 mHa of the exact energies (200 SR "
                        "steps, 128 walkers; measured 13.8 +- 1.7 and 28.6 +- 5.6 mHa, 64 CPU s).",
-        "full": "see the full preset's run for the measured Li and Be errors.",
+        "full": "Li -7.47773 +- 0.00057 Ha (error 0.33 +- 0.57 mHa, target 5 mHa: met), Be -14.6634 +- "
+                "0.0014 Ha (3.96 +- 1.39 mHa); 237 and 335 CPU s (1200 SR steps, 256 walkers, one core "
+                "each).",
         "figure": "convergence.png",
     }
 
