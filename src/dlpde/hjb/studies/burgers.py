@@ -20,6 +20,7 @@ import itertools
 import typing
 
 import numpy as np
+import torch
 
 from dlpde.shared import make_generator, new_figure, resolve_device
 from dlpde.shared.checks import check_choice, check_int, check_positive, check_positive_int, check_real
@@ -40,8 +41,10 @@ PAPER_GRADIENT_ERROR = 1.29e-2
 class Config:
     """``n`` states, horizon ``T``; BVP data on ``segments`` shooting segments of
     ``steps_per_segment`` RK4 steps (the linearisation decays at rates down to -144: RK4 needs
-    ``T / (segments * steps_per_segment) < 0.019`` and segments short enough that the growing
-    mode ``exp(144 T / segments)`` stays small), ``time_marching`` horizons, ``max_iterations``
+    ``T / (segments * steps_per_segment) < 0.019``, and Newton converges only on segments of
+    length ``T / segments <= 0.05``: measured at T = 8, 6 of 6 random starts in 7 iterations on
+    160 segments, none on 80, with or without time marching), ``time_marching`` horizons
+    (the LQR warm start suffices), ``max_iterations``
     Newton iterations per stage; ``trajectories`` initial BVP solves and ``rounds`` rounds adding
     ``points_per_round`` of ``candidates`` adaptively; a ``ValueNetwork`` of ``depth`` x ``width``
     trained ``steps`` Adam steps; ``test_trajectories`` held-out optimal trajectories from ``t = 0``;
@@ -51,9 +54,9 @@ class Config:
 
     n: int = 10
     horizon: float = 8.0
-    segments: int = 80
+    segments: int = 160
     steps_per_segment: int = 8
-    time_marching: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    time_marching: tuple[float, ...] = (1.0,)
     max_iterations: int = 20
     trajectories: int = 30
     rounds: int = 2
@@ -66,6 +69,7 @@ class Config:
     lr: float = 3e-3
     gradient_weight: float = 10.0
     test_trajectories: int = 50
+    bvp_batch: int = 8
     closed_loop_starts: int = 8
     simulation_steps: int = 800
     seed: int = 0
@@ -87,6 +91,7 @@ class Config:
             "steps",
             "batch_size",
             "test_trajectories",
+            "bvp_batch",
             "closed_loop_starts",
             "simulation_steps",
         ):
@@ -109,14 +114,14 @@ class Config:
 
 def _bvp_options(config):
     """Options of every boundary-value solve: no segment refinement (a solve that does not
-    converge on the configured segments is dropped; refining a 10-state problem on 80 segments
-    doubles a dense Newton system of 1620 unknowns)."""
+    converge on the configured segments is dropped; refining a 10-state problem on 160 segments
+    doubles a dense Newton system of 3220 unknowns)."""
     return {
         "segments": config.segments,
         "steps_per_segment": config.steps_per_segment,
         "time_marching": config.time_marching,
         "max_iterations": config.max_iterations,
-        "tolerance": 1e-8,
+        "tolerance": 1e-7,
         "max_refinements": 0,
         "refinement_tolerance": None,
     }
@@ -133,9 +138,12 @@ def _train(config, run_dir, problem, hj, device):
 
     def cached_source(x, t):  # the boundary-value solves of each round, reused by --resume
         def compute():
-            with CpuTimer() as timer:
-                data = source(x, t)
-            return data, {**source.log[-1], "cpu_seconds": timer.seconds}
+            with CpuTimer() as timer:  # in chunks: each row's dense Newton system has 2n(M+1) unknowns
+                parts = [source(x[k : k + config.bvp_batch], t[k : k + config.bvp_batch])
+                         for k in range(0, x.shape[0], config.bvp_batch)]
+            data = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+            kept = sum(entry["kept"] for entry in source.log[-len(parts):])
+            return data, {"asked": int(x.shape[0]), "kept": kept, "cpu_seconds": timer.seconds}
 
         data, entry = run_dir.cached(f"bvp_data_{next(calls)}", compute)
         log.append(entry)
@@ -202,19 +210,17 @@ def run(config: Config, run_dir) -> dict:
     def optimum():  # held-out optimal trajectories from t = 0 (time to go T)
         with CpuTimer() as timer:
             warm = lqr_warm_start(problem, config.segments)
-            guess = warm(x0, config.time_marching[0] * config.horizon)
-            solution = solve_pontryagin_bvp(
-                hj, x0, config.horizon, initial_guess=guess, non_finite="mark", **_bvp_options(config)
-            )
-        return {
-            "value": solution.value,
-            "converged": solution.converged,
-            "states": solution.states,
-            "costates": solution.costates,
-            "values": solution.values,
-            "times": solution.times,
-            "cpu_seconds": timer.seconds,
-        }
+            parts = []
+            for k in range(0, x0.shape[0], config.bvp_batch):
+                rows = x0[k : k + config.bvp_batch]
+                guess = warm(rows, config.time_marching[0] * config.horizon)
+                parts.append(solve_pontryagin_bvp(
+                    hj, rows, config.horizon, initial_guess=guess, non_finite="mark", **_bvp_options(config)
+                ))
+        batch_axis = {"value": 0, "converged": 0, "states": 1, "costates": 1, "values": 1, "times": 1}
+        out = {name: torch.cat([getattr(part, name) for part in parts], dim=axis)
+               for name, axis in batch_axis.items()}
+        return {**out, "cpu_seconds": timer.seconds}
 
     best = run_dir.cached("test_optimum", optimum)
     ok = best["converged"]
