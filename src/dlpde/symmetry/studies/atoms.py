@@ -2,11 +2,11 @@
 
 ``H = -1/2 sum_i Lap_i - sum_i Z / r_i + sum_{i<j} 1 / r_ij`` (``dlpde.symmetry.atom``): Li (Z = 3,
 two spin-up electrons and one spin-down) and Be (Z = 4, two and two). Exact non-relativistic
-ground-state energies (infinite nuclear mass): Li -7.478060 Ha (Puchalski and Pachucki), Be
--14.66736 Ha (Pachucki and Komasa). The ansatz is ``BackflowDeterminant`` with the neural Jastrow
-and the Kato pair cusp (FermiNet-style generalised orbitals, Pfau et al. 2020) or
-``SlaterJastrow``; local energies by the forward Laplacian (``local_energy``'s default),
-optimisation by stochastic reconfiguration, error bars by blocking.
+ground-state energies (infinite nuclear mass): Li -7.478060 Ha and Be -14.66736 Ha (Chakravorty et
+al., Phys. Rev. A 47, 3649 (1993), the reference FermiNet compares with). The ansatz is
+``BackflowDeterminant`` with the neural Jastrow and the Kato pair cusp (FermiNet-style generalised
+orbitals, Pfau et al. 2020) or ``SlaterJastrow``; local energies by the forward Laplacian
+(``local_energy``'s default), optimisation by stochastic reconfiguration, error bars by blocking.
 
 Pretraining (optional, ``pretrain_steps > 0``; FermiNet's supervised start): the orbital matrix
 ``phi^k_a(x_i; X)`` of every determinant is fitted by least squares to the hydrogen-like orbitals
@@ -422,6 +422,7 @@ STUDY = Study(
     },
     run=run,
     citations=("pfau2020ferminet", "mcmillan1965ground", "sorella1998green", "metropolis1953equation",
-               "flyvbjerg1989blocking", "kato1957eigenfunctions"),
+               "flyvbjerg1989blocking", "kato1957eigenfunctions", "slater1930shielding",
+               "chakravorty1993correlation", "li2024forward"),
     headline=headline,
 )
