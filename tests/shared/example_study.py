@@ -29,6 +29,13 @@ class Config:
 
 
 def run(config: Config, run_dir) -> dict:
+    if os.environ.get("EXAMPLE_STUDY_CHILD_CPU"):  # work in a child process (as a local engine's workers)
+        import subprocess
+        import sys
+
+        busy = ("import time\nt = time.process_time()\n"
+                f"while time.process_time() - t < {float(os.environ['EXAMPLE_STUDY_CHILD_CPU'])}: pass")
+        subprocess.run([sys.executable, "-c", busy], check=True)
     device = resolve_device(config.device)
     g = make_generator(config.seed, device)
     x = torch.linspace(-1, 1, 32, device=device, dtype=torch.float64)[:, None]

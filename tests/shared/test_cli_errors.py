@@ -137,3 +137,16 @@ def test_denoise_command_restores_an_image_file_and_refuses_bad_files(tmp_path, 
     _one_line_exit_2(["denoise", str(tmp_path / "bad.png"), "--out", other], capsys, "bad.png")
     _one_line_exit_2(["denoise", str(tmp_path / "noisy.png"), "--sigma", "7", "--out", other],
                      capsys, "sigma")
+
+
+def test_cpu_time_counts_the_work_of_child_processes(tmp_path, monkeypatch):
+    def cpu_seconds(out):
+        assert main(["run", "example.fit", "--preset", "quick", "--out", str(out)], extra_modules=EXTRA) == 0
+        metrics = json.loads((out / "example.fit" / "quick-seed0" / "metrics.json").read_text())
+        return metrics["total_cpu_seconds"]
+
+    cpu_seconds(tmp_path / "warm-up")  # imports and caches: the two measured runs are alike
+    alone = cpu_seconds(tmp_path / "alone")
+    monkeypatch.setenv("EXAMPLE_STUDY_CHILD_CPU", "1.5")  # CPU seconds the child process spends
+    with_child = cpu_seconds(tmp_path / "with-child")
+    assert with_child - alone >= 1.2
