@@ -17,6 +17,7 @@ from dlpde.ntk import (
     ABRelu,
     Abs,
     Conv,
+    ConvLocal,
     ConvTranspose,
     Cos,
     Dense,
@@ -123,7 +124,9 @@ def test_wide_network_average_matches_analytic_kernels(name):
            Dense(OUTPUTS, 0.4, 0.1)),
     Serial(ConvTranspose(256, (3,), (2,), "SAME", 1.3, 0.2), Relu(), Flatten(), Dense(OUTPUTS, 1.1, 0.1)),
     Serial(ConvTranspose(128, (2, 3), (1, 2), "VALID", 1.3, 0.2), Erf(), GlobalSumPool(), Dense(OUTPUTS)),
-], ids=["sumpool_same_flatten", "sumpool_valid_global_sum", "conv_transpose_1d", "conv_transpose_2d"])
+    Serial(ConvLocal(256, (3,), (1,), "SAME", 1.3, 0.2), Relu(), Flatten(), Dense(OUTPUTS, 1.1, 0.1)),
+], ids=["sumpool_same_flatten", "sumpool_valid_global_sum", "conv_transpose_1d", "conv_transpose_2d",
+        "conv_local"])
 def test_wide_convolutional_average_matches_analytic_kernels(spec):
     two_dimensional = isinstance(spec.layers[0], ConvTranspose) and spec.layers[0].filter_shape == (2, 3)
     x = _x(3, 2, 3, 3, seed=2) if two_dimensional else _x(3, 2, 6, seed=2)

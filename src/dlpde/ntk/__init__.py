@@ -3,9 +3,10 @@
 - Empirical kernels of any PyTorch model (torch.func): ``empirical_ntk`` (Jacobian contraction
   or NTK-vector products, output-traced or full, batched), ``empirical_nngp``,
   ``ntk_vector_product``, Taylor models ``linearize`` and ``second_order_taylor``.
-- A network-description language mirroring neural-tangents' ``stax`` (``Dense``, ``Conv``, ``ConvTranspose``;
-  ``Relu``, ``LeakyRelu``, ``ABRelu``, ``Abs``, ``Sign``, ``Erf``, ``Sigmoid_like``, ``Gelu``,
-  ``Sin``, ``Cos``, ``Rbf``, ``Exp``, ``Gaussian``, ``Hermite`` in closed form, any activation by
+- A network-description language mirroring neural-tangents' ``stax`` (``Dense``, ``Conv``,
+  ``ConvTranspose``, ``ConvLocal``; ``Relu``, ``LeakyRelu``, ``ABRelu``, ``Abs``, ``Sign``, ``Erf``,
+  ``Sigmoid_like``, ``Gelu``, ``Sin``, ``Cos``, ``Rbf``, ``Exp``, ``Gaussian``, ``Hermite`` in closed
+  form, any activation by
   quadrature with ``Elementwise`` = ``ElementwiseNumerical``; ``LayerNorm``, ``Dropout``;
   ``AvgPool``, ``SumPool``, ``GlobalAvgPool``, ``GlobalSumPool``, ``Flatten``, ``Identity``,
   ``FanOut``, ``Parallel``, ``FanInSum``, ``FanInProd``, ``FanInConcat``, ``Serial``,
@@ -53,6 +54,7 @@ from ._spec import (
     Abs,
     AvgPool,
     Conv,
+    ConvLocal,
     ConvTranspose,
     Cos,
     Dense,
@@ -92,8 +94,8 @@ from ._spec import (
 __all__ = [
     "empirical_ntk", "empirical_nngp", "ntk_vector_product", "linearize", "second_order_taylor",
     "functional_model", "flatten_parameters", "monte_carlo_kernel",
-    "Layer", "Dense", "Conv", "ConvTranspose", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf",
-    "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
+    "Layer", "Dense", "Conv", "ConvTranspose", "ConvLocal", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign",
+    "Erf", "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
     "ElementwiseNumerical", "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool",
     "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "FanInProd", "FanInConcat", "Serial",
     "GlobalSelfAttention",

@@ -14,8 +14,8 @@ kernels ``Relu``, ``LeakyRelu``, ``ABRelu``, ``Abs``, ``Sign``, ``Erf``, ``Sigmo
 Gauss-Hermite quadrature; ``ElementwiseNumerical`` is the same layer under neural-tangents' name);
 ``LayerNorm``, ``Dropout`` (inference); ``AvgPool``, ``SumPool``, ``GlobalAvgPool``,
 ``GlobalSumPool``, ``Flatten``, ``Identity``, ``FanOut``/``Parallel``/``FanInSum`` (residual
-blocks; also ``FanInProd``, ``FanInConcat``), ``ConvTranspose``, ``GlobalSelfAttention``, composed
-with ``Serial``.
+blocks; also ``FanInProd``, ``FanInConcat``), ``ConvTranspose``, ``ConvLocal``,
+``GlobalSelfAttention``, composed with ``Serial``.
 
 Conventions (those of neural-tangents): inputs are ``(N, d)`` for fully connected networks and
 ``(N, C, *spatial)`` (channels first) for convolutional ones; the input kernel is
@@ -55,8 +55,8 @@ from dlpde.shared import (
 )
 
 __all__ = [
-    "Layer", "Dense", "Conv", "ConvTranspose", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign", "Erf",
-    "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
+    "Layer", "Dense", "Conv", "ConvTranspose", "ConvLocal", "Relu", "LeakyRelu", "ABRelu", "Abs", "Sign",
+    "Erf", "Sigmoid_like", "Gelu", "Sin", "Cos", "Rbf", "Exp", "Gaussian", "Hermite", "Elementwise",
     "ElementwiseNumerical", "LayerNorm", "Dropout", "AvgPool", "SumPool", "GlobalAvgPool", "GlobalSumPool",
     "Flatten", "Identity", "FanOut", "Parallel", "FanInSum", "FanInProd", "FanInConcat", "Serial",
     "GlobalSelfAttention", "analytic_kernels", "build_network", "to_stax",
@@ -472,6 +472,69 @@ class Conv(Layer):
             raise ValueError("to_stax needs Conv.filter_shape (and strides) as tuples, e.g. (3, 3)")
         return stax.Conv(self.out_chan, filters, strides, self.padding, W_std=self.W_std,
                          b_std=self.b_std, parameterization=self.parameterization)
+
+
+class _ConvLocalModule(_AffineModule):
+    def __init__(self, weight, bias, scale, bias_scale, strides, padding):
+        super().__init__(weight, bias, scale, bias_scale)
+        self.strides, self.padding = strides, padding
+
+    def forward(self, x):
+        d = x.dim() - 2
+        filters = self.weight.shape[2:2 + d]
+        for i in range(d):
+            low, high = _padding_amounts(self.padding, x.shape[2 + i], filters[i], self.strides[i])
+            x = _pad_axis(x, 2 + i, low, high, self.padding == "CIRCULAR")
+        for i in range(d):
+            x = x.unfold(2 + i, filters[i], self.strides[i])  # (N, C, *out, *filter)
+        if d == 1:
+            z = torch.einsum("ocat,ncta->not", self.weight, x)
+        else:
+            z = torch.einsum("ocabtu,nctuab->notu", self.weight, x)
+        z = self.scale * z
+        return z if self.bias is None else z + self.bias_scale * self.bias
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvLocal(Conv):
+    """Locally connected layer: a ``Conv`` whose filter (and bias) differ at every output
+    position (neural-tangents' ``ConvLocal``). Different positions have independent weights, so
+    the kernels are ``Conv``'s on the spatial diagonal (``t = t'``) and zero elsewhere. (Against
+    neural-tangents 0.6.5: equal in 1-D, and in 2-D as a first layer or with square filters; a
+    non-square 2-D filter after a shared ``Conv`` differs from it, not yet resolved.)"""
+
+    def kernel(self, state):
+        state = super().kernel(state)
+        d = len(state.spatial)
+        mask = None
+        for i, n in enumerate(state.spatial):
+            eye = torch.eye(n, dtype=state.nngp.dtype, device=state.nngp.device)
+            eye = eye.reshape([n if j in (i, d + i) else 1 for j in range(2 * d)])
+            mask = eye if mask is None else mask * eye
+        nngp = state.nngp.mul_(mask)
+        ntk = None if state.ntk is None else state.ntk.mul_(mask)
+        return state.replace(nngp=nngp, ntk=ntk)
+
+    def build(self, in_shape, generator, dtype, device):
+        channels, spatial = in_shape[0], in_shape[1:]
+        filters, strides = self._shapes(len(spatial))
+        out = [_out_length(self.padding, n, f, s) for n, f, s in zip(spatial, filters, strides)]
+        fan_in = channels * math.prod(filters)
+        ntk = self.parameterization == "ntk"
+        weight = _normal((self.out_chan, channels, *filters, *out), generator, dtype, device,
+                         1.0 if ntk else self.W_std / math.sqrt(fan_in))
+        bias = None if self.b_std is None else _normal((self.out_chan, *out), generator, dtype, device,
+                                                       1.0 if ntk else self.b_std)
+        module = _ConvLocalModule(weight, bias, self.W_std / math.sqrt(fan_in) if ntk else 1.0,
+                                  (self.b_std or 0.0) if ntk else 1.0, strides, self.padding)
+        return module, (self.out_chan, *out)
+
+    def to_stax(self, stax):
+        conv = super().to_stax(stax)  # checks the tuples
+        del conv
+        strides = self.strides if isinstance(self.strides, tuple) else None
+        return stax.ConvLocal(self.out_chan, self.filter_shape, strides, self.padding, W_std=self.W_std,
+                              b_std=self.b_std, parameterization=self.parameterization)
 
 
 def _transpose_taps(length: int, window: int, stride: int, padding: str, dtype, device) -> torch.Tensor:
