@@ -41,6 +41,11 @@ def test_mean_and_standard_error_equal_a_brute_force_average():
         torch.testing.assert_close(mc[f"{name}_standard_error"], stack.std(0) / math.sqrt(5), rtol=1e-9,
                                    atol=1e-12)
     assert mc["n_samples"] == 5
+    # network s is the same whatever the number of networks evaluated together (vmap)
+    for batch in (1, 2):
+        again = monte_carlo_kernel(spec, x1, x2, n_samples=5, seed=7, sample_batch=batch, method="jacobian")
+        for name in ("nngp", "ntk", "ntk_standard_error"):
+            torch.testing.assert_close(again[name], mc[name], rtol=1e-12, atol=1e-13)
 
 
 def test_one_hidden_layer_is_unbiased_within_five_sigma():
@@ -73,6 +78,8 @@ def test_bad_arguments_are_refused():
     x = _x(3)
     with pytest.raises(ValueError, match="n_samples"):
         monte_carlo_kernel(spec, x, n_samples=1)
+    with pytest.raises(ValueError, match="sample_batch"):
+        monte_carlo_kernel(spec, x, n_samples=2, sample_batch=0)
     with pytest.raises(ValueError, match="get"):
         monte_carlo_kernel(spec, x, n_samples=2, get=("ntk", "bogus"))
     with pytest.raises(TypeError, match="spec"):
