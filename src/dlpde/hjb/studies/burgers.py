@@ -5,8 +5,9 @@ Tenavi/HJB_NN, problem ``burgers``): ``x' = x * (D x) + nu D2 x + alpha x exp(be
 cost ``int [x^T W x + W1 u^2] / 2 dt + W2 x(T)^T W x(T) / 2``, ``T = 8``, initial states in
 ``[-2, 2]^10`` (``dlpde.hjb.burgers_problem``). Pontryagin boundary-value problems (batched
 multiple shooting, time marching, warm started from the LQR closed loop of the linearisation) give
-the value and costate along optimal trajectories; a ``ValueGradientSolver`` regresses ``V`` and
-``grad V`` on them, adding the states with the largest predicted ``|grad V|`` between rounds.
+the value and costate along optimal trajectories over the whole horizon from states drawn in the
+box; a ``ValueGradientSolver`` regresses ``V(x, time to go)`` and ``grad V`` on them, adding
+trajectories from the states with the largest predicted ``|grad V|`` between rounds.
 Reported: the relative mean absolute error of ``V`` and the relative mean L2 error of ``grad V`` on
 held-out optimal trajectories (the paper's measures; their model: 0.43 % and 1.29 %), and the
 closed-loop cost of the learned feedback ``u = -b^T grad V / W1`` against the LQR feedback and the
@@ -137,6 +138,11 @@ def _train(config, run_dir, problem, hj, device):
     data_seconds = []
 
     def cached_source(x, t):  # the boundary-value solves of each round, reused by --resume
+        # as in the paper, every data point starts an optimal trajectory over the whole horizon
+        # (its nodes cover every time to go in [0, T]; random horizons would leave the network
+        # extrapolating at large times to go)
+        t = torch.full_like(t, config.horizon)
+
         def compute():
             with CpuTimer() as timer:  # in chunks: each row's dense Newton system has 2n(M+1) unknowns
                 parts = [source(x[k : k + config.bvp_batch], t[k : k + config.bvp_batch])
