@@ -20,9 +20,9 @@ the per-coordinate sizes of its activations and of their updates scale with ``n`
 hidden layer's output (forward hooks on the leaf submodules whose output size changes with the
 width) and of the network output, takes ``steps`` full-batch SGD steps on the mean squared error,
 records the RMS of the changes, and computes the output-traced empirical NTK
-(``dlpde.ntk.empirical_ntk``) before and after. Each quantity ``q(n)`` is summarised by the
-least-squares exponent ``e`` of ``q ~ n^e`` and the regime is read off the exponents with a
-tolerance (``CoordinateCheck.verdict``).
+(``dlpde.shared.tangent.empirical_ntk``, also ``dlpde.ntk.empirical_ntk``) before and after.
+Each quantity ``q(n)`` is summarised by the least-squares exponent ``e`` of ``q ~ n^e`` and the
+regime is read off the exponents with a tolerance (``CoordinateCheck.verdict``).
 
 Learning rate: a single global rule is enough for SGD, since a per-layer learning-rate scaling can
 be moved into a multiplier of the factory's forward (the abc-symmetry of Yang & Hu): the step at
@@ -50,6 +50,7 @@ from dlpde.shared import (
     check_tensor,
     make_generator,
 )
+from dlpde.shared.tangent import empirical_ntk
 from dlpde.shared.testing import convergence_order
 
 __all__ = ["coordinate_check", "CoordinateCheck", "PARAMETERIZATIONS", "REGIMES"]
@@ -222,8 +223,6 @@ def coordinate_check(
             raise TypeError(f"layers must be a sequence of submodule names, got {type(layers).__name__}")
         layers = tuple(layers)
     rates = _step_sizes(lr, widths, parameterization)
-
-    from dlpde.ntk import empirical_ntk  # the NTK thread's kernel, imported where it is used
 
     squares: dict[str, list[float]] = {}
     feature_sizes: dict[str, list[int]] = {}

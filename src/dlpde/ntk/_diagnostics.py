@@ -21,8 +21,7 @@ import torch
 from torch import func as tfunc
 
 from dlpde.shared import check_finite_result, check_same_device, check_tensor
-
-from ._empirical import _outputs_2d, _per_sample_jacobian, empirical_ntk, functional_model
+from dlpde.shared.tangent import _outputs_2d, _per_sample_jacobian, empirical_ntk, functional_model
 
 __all__ = [
     "relative_kernel_drift", "relative_weight_movement", "linearization_distance",
