@@ -352,8 +352,9 @@ def headline(metrics) -> dict:
             number("closed-loop cost / optimum, learned", learned, "", "< LQR", below(learned, linear)),
             number("closed-loop cost / optimum, LQR (peer)", linear, ""),
         ],
-        "expectation": "at quick size a few percent error in V and a learned feedback at or below LQR's "
-                       "cost; the 1e-2 target is the full preset's.",
+        "expectation": "quick (10 + 6 trajectories, 2000 Adam steps, 175 s CPU): V and grad V errors "
+                       "7.1e-2 and 7.3e-2 on 8 held-out trajectories; closed-loop cost / optimum 1.003 "
+                       "(learned) against 1.094 (LQR) from 4 starts. The 1e-2 target is the full preset's.",
         "full": "not yet measured",
         "figure": "burgers.png",
     }
