@@ -1,7 +1,9 @@
-"""Helpers shared by the hjb studies: solver construction, error measures, CPU timing."""
+"""Helpers shared by the hjb studies: solver construction, error measures, CPU timing, and the
+value-gradient training on Pontryagin BVP data of the control studies."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -13,7 +15,8 @@ from dlpde.shared.checks import check_bool, check_choice, check_positive_int
 from dlpde.shared.runs import CorruptRunFolderError, atomic_write_json, read_json_file
 
 from .._bvp import pontryagin_data_source
-from .._networks import DGMNetwork
+from .._control import lqr_warm_start
+from .._networks import DGMNetwork, ValueNetwork
 from .._problems import HJProblem
 from .._solvers import CharacteristicSolver, DGMSolver, ValueGradientSolver
 
@@ -202,3 +205,58 @@ class CpuTimer:
         self.seconds = self.total()
         if self.ledger is not None:
             self._save(self.seconds)
+
+
+def train_on_bvp_data(config, run_dir, problem, hj, device, bvp_options: dict, *, state_dim: int,
+                      full_horizon: bool = False, bvp_batch: int | None = None):
+    """Value-gradient regression on Pontryagin BVP data with adaptive rounds (Nakamura-Zimmerer,
+    Gong and Kang): the training of ``hjb.control`` and ``hjb.burgers``.
+
+    Every round's boundary-value solves are cached in the run folder (reused by ``--resume``),
+    warm-started from the LQR closed loop; ``full_horizon`` starts every trajectory at the full
+    horizon ``config.horizon`` (its nodes then cover every time to go); ``bvp_batch`` solves the
+    rows in chunks (each row's dense Newton system grows with the state dimension). ``config``
+    supplies ``segments``, ``trajectories``, ``rounds``, ``points_per_round``, ``candidates``,
+    ``width``, ``depth``, ``batch_size``, ``gradient_weight``, ``steps``, ``lr`` and ``seed``.
+    Returns ``(solver, history, stats)`` with CPU seconds cumulative over resumes.
+    """
+    warm = lqr_warm_start(problem, config.segments)
+    source = pontryagin_data_source(hj, n_starts=0, along_path=True, warm_start=warm, seed=config.seed,
+                                    **bvp_options)
+    calls, log = itertools.count(), []
+
+    def cached_source(x, t):
+        if full_horizon:
+            t = torch.full_like(t, config.horizon)
+
+        def compute():
+            chunk = bvp_batch or x.shape[0]
+            with CpuTimer() as timer:
+                parts = [source(x[k:k + chunk], t[k:k + chunk]) for k in range(0, x.shape[0], chunk)]
+            data = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+            kept = sum(entry["kept"] for entry in source.log[-len(parts):])
+            return data, {"asked": int(x.shape[0]), "kept": int(kept), "cpu_seconds": timer.seconds}
+
+        data, entry = run_dir.cached(f"bvp_data_{next(calls)}", compute)
+        log.append(entry)
+        return data
+
+    network = ValueNetwork(state_dim, config.width, config.depth, radius=hj.radius, horizon=hj.horizon,
+                           seed=config.seed, device=device)
+    solver = ValueGradientSolver(
+        hj, cached_source, network, initial_points=config.trajectories, batch_size=config.batch_size,
+        gradient_weight=config.gradient_weight, rounds=config.rounds,
+        points_per_round=config.points_per_round, candidates=config.candidates, seed=config.seed,
+        device=device,
+    )
+    checkpoint = run_dir.checkpoint_path("value_gradient")
+    with CpuTimer(f"{checkpoint}.cpu.json", run_dir.resume) as timer:  # cumulative over resumes
+        history = solver.fit(config.steps, lr=config.lr, checkpoint=checkpoint, resume=run_dir.resume,
+                             log_every=max(1, config.steps // 100), callback=timer.callback,
+                             desc="value-gradient")
+    return solver, history, {
+        "cpu_seconds": timer.seconds,
+        "data_cpu_seconds": float(sum(entry.get("cpu_seconds", 0.0) for entry in log)),
+        "log": log,
+        "data_points": int(solver.data["x"].shape[0]),
+    }

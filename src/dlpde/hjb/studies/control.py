@@ -12,7 +12,6 @@ with the LQR feedback's and with the open-loop optimum of the boundary-value sol
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import typing
 
 import numpy as np
@@ -21,11 +20,9 @@ from dlpde.shared import make_generator, new_figure, resolve_device
 from dlpde.shared.checks import check_positive, check_probability
 from dlpde.shared.studies import Study
 
-from .._bvp import pontryagin_data_source, solve_pontryagin_bvp
+from .._bvp import solve_pontryagin_bvp
 from .._control import lqr_warm_start, rigid_body_problem, simulate_closed_loop, value_feedback
-from .._networks import ValueNetwork
-from .._solvers import ValueGradientSolver
-from ._common import CpuTimer, check_positive_ints
+from ._common import check_positive_ints, train_on_bvp_data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,54 +94,8 @@ def _bvp_options(config):
 
 
 def _train(config, run_dir, problem, hj, device):
-    """BVP data, adaptive value-gradient training; returns the solver and data statistics."""
-    warm = lqr_warm_start(problem, config.segments)
-    source = pontryagin_data_source(
-        hj, n_starts=0, along_path=True, warm_start=warm, seed=config.seed, **_bvp_options(config)
-    )
-    calls, log = itertools.count(), []
-
-    def cached_source(x, t):  # the boundary-value solves of each round, reused by --resume
-        data, entry = run_dir.cached(f"bvp_data_{next(calls)}", lambda: (source(x, t), source.log[-1]))
-        log.append(entry)
-        return data
-
-    network = ValueNetwork(
-        6, config.width, config.depth, radius=hj.radius, horizon=hj.horizon, seed=config.seed, device=device
-    )
-    solver = ValueGradientSolver(
-        hj,
-        cached_source,
-        network,
-        initial_points=config.trajectories,
-        batch_size=config.batch_size,
-        gradient_weight=config.gradient_weight,
-        rounds=config.rounds,
-        points_per_round=config.points_per_round,
-        candidates=config.candidates,
-        seed=config.seed,
-        device=device,
-    )
-    checkpoint = run_dir.checkpoint_path("value_gradient")
-    with CpuTimer(f"{checkpoint}.cpu.json", run_dir.resume) as timer:  # cumulative over resumes
-        history = solver.fit(
-            config.steps,
-            lr=config.lr,
-            checkpoint=checkpoint,
-            resume=run_dir.resume,
-            log_every=max(1, config.steps // 100),
-            callback=timer.callback,
-            desc="value-gradient",
-        )
-    return (
-        solver,
-        history,
-        {
-            "cpu_seconds": timer.seconds,
-            "log": log,
-            "data_points": int(solver.data["x"].shape[0]),
-        },
-    )
+    """BVP data, adaptive value-gradient training; returns the solver, history and statistics."""
+    return train_on_bvp_data(config, run_dir, problem, hj, device, _bvp_options(config), state_dim=6)
 
 
 def run(config: Config, run_dir) -> dict:
