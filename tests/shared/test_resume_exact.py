@@ -36,7 +36,11 @@ def _comparable(metrics: dict) -> dict:
     # a VMC study with stochastic reconfiguration (an SGD step on the SR direction): walkers and
     # sampler state must be exact too
     ("symmetry.helium", ["steps=12"], 7, torch.optim.SGD),
+    # a two-stage VMC study: inside the orbital pretraining (Adam), and inside the SR stage
+    ("symmetry.atoms", ["atoms=li", "steps=6"], 3, torch.optim.Adam),
+    ("symmetry.atoms", ["atoms=li", "steps=6"], 4, torch.optim.SGD),
 ])
+@pytest.mark.filterwarnings("ignore:the energy series:RuntimeWarning")
 def test_ctrl_c_then_resume_matches_the_uninterrupted_run(study, sets, interrupt_at, optimizer, tmp_path,
                                                           monkeypatch, capsys):
     overrides = [x for s in sets for x in ("--set", s)]
