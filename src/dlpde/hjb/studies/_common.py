@@ -15,7 +15,7 @@ from dlpde.shared.checks import check_bool, check_choice, check_positive_int
 from dlpde.shared.runs import CorruptRunFolderError, atomic_write_json, read_json_file
 
 from .._bvp import pontryagin_data_source
-from .._control import lqr_warm_start
+from .._control import lqr_warm_start, simulate_closed_loop, value_feedback
 from .._networks import DGMNetwork, ValueNetwork
 from .._problems import HJProblem
 from .._solvers import CharacteristicSolver, DGMSolver, ValueGradientSolver
@@ -260,3 +260,48 @@ def train_on_bvp_data(config, run_dir, problem, hj, device, bvp_options: dict, *
         "log": log,
         "data_points": int(solver.data["x"].shape[0]),
     }
+
+
+def closed_loop_against_lqr(problem, solver, lqr, starts: torch.Tensor, optimal: torch.Tensor, steps: int):
+    """Closed loops of the learned value feedback and of LQR of the linearisation from ``starts``,
+    each cost over the boundary-value ``optimal`` cost of its start. Returns a dict: both
+    trajectories (``learned``, ``lqr``), the cost ratios (``learned_ratio``, ``lqr_ratio``), their
+    ``metrics`` and a Markdown ``table``."""
+    learned = simulate_closed_loop(problem, value_feedback(problem, solver.gradient), starts, steps=steps)
+    linear = simulate_closed_loop(problem, value_feedback(problem, lqr.exact_gradient), starts, steps=steps)
+    nn_ratio = (learned["cost"] / optimal).numpy()
+    lqr_ratio = (linear["cost"] / optimal).numpy()
+    metrics = {
+        "learned_cost_over_optimal": {"mean": float(nn_ratio.mean()), "max": float(nn_ratio.max())},
+        "lqr_cost_over_optimal": {"mean": float(lqr_ratio.mean()), "max": float(lqr_ratio.max())},
+        "learned_beats_lqr_fraction": float((nn_ratio < lqr_ratio).mean()),
+        "final_state_norm": {
+            "learned": float(learned["states"][-1].norm(dim=-1).max()),
+            "lqr": float(linear["states"][-1].norm(dim=-1).max()),
+        },
+    }
+    table = "\n".join([
+        "| feedback | mean cost / optimum | worst cost / optimum |",
+        "|---|---|---|",
+        f"| learned value function | {nn_ratio.mean():.4f} | {nn_ratio.max():.4f} |",
+        f"| LQR of the linearisation | {lqr_ratio.mean():.4f} | {lqr_ratio.max():.4f} |",
+    ])
+    return {"learned": learned, "lqr": linear, "learned_ratio": nn_ratio, "lqr_ratio": lqr_ratio,
+            "metrics": metrics, "table": table}
+
+
+def plot_costs_and_losses(cost_axis, loss_axis, comparison: dict, history, xlabel: str) -> None:
+    """The two panels the control studies share: sorted closed-loop cost over the optimum (learned
+    and LQR) and the training losses of the value-gradient regression."""
+    import numpy as np
+
+    cost_axis.plot(np.sort(comparison["lqr_ratio"]), "o-", label="LQR")
+    cost_axis.plot(np.sort(comparison["learned_ratio"]), "o-", label="learned")
+    cost_axis.axhline(1.0, color="k", lw=0.8)
+    cost_axis.set(xlabel=xlabel, ylabel="closed-loop cost / optimum", title="cost against optimum")
+    cost_axis.legend(fontsize=7)
+    steps = [row["step"] for row in history]
+    loss_axis.plot(steps, [row["value"] for row in history], label="value loss")
+    loss_axis.plot(steps, [row["gradient"] for row in history], label="gradient loss")
+    loss_axis.set(yscale="log", xlabel="step", title="training (scaled losses)")
+    loss_axis.legend(fontsize=7)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-import numpy as np
 import torch
 
 from dlpde.shared import make_generator, new_figure, resolve_device
@@ -28,8 +27,8 @@ from dlpde.shared.studies import Study
 
 from .._burgers import burgers_problem
 from .._bvp import solve_pontryagin_bvp
-from .._control import lqr_warm_start, simulate_closed_loop, value_feedback
-from ._common import CpuTimer, train_on_bvp_data
+from .._control import lqr_warm_start
+from ._common import CpuTimer, closed_loop_against_lqr, plot_costs_and_losses, train_on_bvp_data
 
 PAPER_VALUE_ERROR = 4.3e-3  # relative mean absolute error of V, their shipped n = 10 model
 PAPER_GRADIENT_ERROR = 1.29e-2
@@ -187,12 +186,9 @@ def run(config: Config, run_dir) -> dict:
     value_error_x0 = float(at_x0.mean() / best["value"][ok].abs().mean())
 
     starts = ok.nonzero().squeeze(-1)[: config.closed_loop_starts]
-    count, starts_x = config.simulation_steps, x0[starts]
-    learned = simulate_closed_loop(problem, value_feedback(problem, solver.gradient), starts_x, steps=count)
-    linear = simulate_closed_loop(problem, value_feedback(problem, lqr.exact_gradient), starts_x, steps=count)
-    optimal = best["value"][starts]
-    nn_ratio = (learned["cost"] / optimal).numpy()
-    lqr_ratio = (linear["cost"] / optimal).numpy()
+    loops = closed_loop_against_lqr(problem, solver, lqr, x0[starts], best["value"][starts],
+                                    config.simulation_steps)
+    learned, linear = loops["learned"], loops["lqr"]
     metrics = {
         "test_converged": int(ok.sum()),
         "test_points": int(test["x"].shape[0]),
@@ -201,13 +197,7 @@ def run(config: Config, run_dir) -> dict:
         "value_relative_error_at_x0": value_error_x0,
         "target_value_error_below_1e-2": value_error <= 1e-2,
         "closed_loop_starts": int(starts.numel()),
-        "learned_cost_over_optimal": {"mean": float(nn_ratio.mean()), "max": float(nn_ratio.max())},
-        "lqr_cost_over_optimal": {"mean": float(lqr_ratio.mean()), "max": float(lqr_ratio.max())},
-        "learned_beats_lqr_fraction": float((nn_ratio < lqr_ratio).mean()),
-        "final_state_norm": {
-            "learned": float(learned["states"][-1].norm(dim=-1).max()),
-            "lqr": float(linear["states"][-1].norm(dim=-1).max()),
-        },
+        **loops["metrics"],
         "data_points": training["data_points"],
         "training_cpu_seconds": training["cpu_seconds"],
         "training_data_cpu_seconds": training["data_cpu_seconds"],
@@ -235,14 +225,7 @@ def run(config: Config, run_dir) -> dict:
     )
     run_dir.add_section(
         "Closed-loop cost from held-out initial states",
-        "\n".join(
-            [
-                "| feedback | mean cost / optimum | worst cost / optimum |",
-                "|---|---|---|",
-                f"| learned value function | {nn_ratio.mean():.4f} | {nn_ratio.max():.4f} |",
-                f"| LQR of the linearisation | {lqr_ratio.mean():.4f} | {lqr_ratio.max():.4f} |",
-            ]
-        )
+        loops["table"]
         + (
             f"\n\nFrom {int(starts.numel())} held-out initial states; the learned feedback costs less than "
             f"LQR from {100 * metrics['learned_beats_lqr_fraction']:.0f}% of them."
@@ -257,18 +240,7 @@ def run(config: Config, run_dir) -> dict:
         axes[0].plot(nodes, linear["states"][k, 0].numpy(), ":", color=color, label=f"{label}, LQR")
     axes[0].set(xlabel="xi", title="state profile, first held-out start")
     axes[0].legend(fontsize=6)
-    axes[1].plot(np.sort(lqr_ratio), "o-", label="LQR")
-    axes[1].plot(np.sort(nn_ratio), "o-", label="learned")
-    axes[1].axhline(1.0, color="k", lw=0.8)
-    axes[1].set(
-        xlabel="held-out start (sorted)", ylabel="closed-loop cost / optimum", title="cost against optimum"
-    )
-    axes[1].legend(fontsize=7)
-    steps = [row["step"] for row in history]
-    axes[2].plot(steps, [row["value"] for row in history], label="value loss")
-    axes[2].plot(steps, [row["gradient"] for row in history], label="gradient loss")
-    axes[2].set(yscale="log", xlabel="step", title="training (scaled losses)")
-    axes[2].legend(fontsize=7)
+    plot_costs_and_losses(axes[1], axes[2], loops, history, "held-out start (sorted)")
     run_dir.save_figure(
         fig,
         "burgers",

@@ -14,15 +14,13 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-import numpy as np
-
 from dlpde.shared import make_generator, new_figure, resolve_device
 from dlpde.shared.checks import check_positive, check_probability
 from dlpde.shared.studies import Study
 
 from .._bvp import solve_pontryagin_bvp
-from .._control import lqr_warm_start, rigid_body_problem, simulate_closed_loop, value_feedback
-from ._common import check_positive_ints, train_on_bvp_data
+from .._control import lqr_warm_start, rigid_body_problem
+from ._common import check_positive_ints, closed_loop_against_lqr, plot_costs_and_losses, train_on_bvp_data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,42 +112,23 @@ def run(config: Config, run_dir) -> dict:
         return {"value": solution.value, "converged": solution.converged, "states": solution.states}
 
     best = run_dir.cached("test_optimum", optimum)
-    learned = simulate_closed_loop(
-        problem, value_feedback(problem, solver.gradient), x0, steps=config.simulation_steps
-    )
-    linear = simulate_closed_loop(
-        problem, value_feedback(problem, lqr.exact_gradient), x0, steps=config.simulation_steps
-    )
     ok = best["converged"]
     optimal = best["value"][ok]
+    loops = closed_loop_against_lqr(problem, solver, lqr, x0[ok], optimal, config.simulation_steps)
+    learned, linear = loops["learned"], loops["lqr"]
     predicted = solver.value(x0, config.horizon)[ok]
-    nn_ratio = (learned["cost"][ok] / optimal).numpy()
-    lqr_ratio = (linear["cost"][ok] / optimal).numpy()
     value_error = float((predicted - optimal).abs().mean() / optimal.abs().mean())
     metrics = {
         "test_converged": int(ok.sum()),
         "value_relative_error_at_x0": value_error,
-        "learned_cost_over_optimal": {"mean": float(nn_ratio.mean()), "max": float(nn_ratio.max())},
-        "lqr_cost_over_optimal": {"mean": float(lqr_ratio.mean()), "max": float(lqr_ratio.max())},
-        "learned_beats_lqr_fraction": float((nn_ratio < lqr_ratio).mean()),
-        "final_state_norm": {
-            "learned": float(learned["states"][-1].norm(dim=-1).max()),
-            "lqr": float(linear["states"][-1].norm(dim=-1).max()),
-        },
+        **loops["metrics"],
         "data_points": training["data_points"],
         "training_cpu_seconds": training["cpu_seconds"],
     }
     kept = ", ".join(f"{r['kept']}/{r['asked']}" for r in training["log"])
     run_dir.add_section(
         "Closed-loop cost from fresh initial states",
-        "\n".join(
-            [
-                "| feedback | mean cost / optimum | worst cost / optimum |",
-                "|---|---|---|",
-                f"| learned value function | {nn_ratio.mean():.4f} | {nn_ratio.max():.4f} |",
-                f"| LQR of the linearisation | {lqr_ratio.mean():.4f} | {lqr_ratio.max():.4f} |",
-            ]
-        )
+        loops["table"]
         + (
             f"\n\n{int(ok.sum())} of {config.test_trajectories} test initial states (uniform, |v_i| <= pi/3, "
             f"|w_i| <= pi/4) with a converged boundary-value solve (the optimum). Learned value at x0 vs "
@@ -164,20 +143,9 @@ def run(config: Config, run_dir) -> dict:
     for k, label in enumerate(("phi", "theta", "psi")):
         axes[0].plot(times, learned["states"][:, 0, k].numpy(), "-", label=f"{label}, learned")
         axes[0].plot(times, linear["states"][:, 0, k].numpy(), ":", color=f"C{k}", label=f"{label}, LQR")
-    axes[0].set(xlabel="time", title="Euler angles from the first test state")
+    axes[0].set(xlabel="time", title="Euler angles from the first converged test state")
     axes[0].legend(fontsize=6)
-    axes[1].plot(np.sort(lqr_ratio), label="LQR")
-    axes[1].plot(np.sort(nn_ratio), label="learned")
-    axes[1].axhline(1.0, color="k", lw=0.8)
-    axes[1].set(
-        xlabel="test state (sorted)", ylabel="closed-loop cost / optimum", title="cost against optimum"
-    )
-    axes[1].legend(fontsize=7)
-    steps = [row["step"] for row in history]
-    axes[2].plot(steps, [row["value"] for row in history], label="value loss")
-    axes[2].plot(steps, [row["gradient"] for row in history], label="gradient loss")
-    axes[2].set(yscale="log", xlabel="step", title="training (scaled losses)")
-    axes[2].legend(fontsize=7)
+    plot_costs_and_losses(axes[1], axes[2], loops, history, "test state (sorted)")
     run_dir.save_figure(
         fig,
         "control",
