@@ -1366,50 +1366,52 @@ class SumPool(AvgPool):
         return stax.SumPool(*self._stax_arguments())
 
 
-class _GlobalAvgPoolModule(nn.Module):
+class _GlobalPoolModule(nn.Module):
+    def __init__(self, reduce: str):
+        super().__init__()
+        self.reduce = reduce
+
     def forward(self, x):
-        return x.mean(dim=tuple(range(2, x.dim())))
+        return getattr(x, self.reduce)(dim=tuple(range(2, x.dim())))
 
 
-@dataclasses.dataclass(frozen=True)
-class GlobalAvgPool(Layer):
-    """Mean over all positions: ``Sigma' = mean_{s, s'} Sigma[s, s']``."""
+class _GlobalPool(Layer):
+    """Reduction (``_reduce``: ``"mean"`` or ``"sum"``) over all positions, of the kernel over
+    both position axes."""
+
+    _reduce = "mean"
 
     def kernel(self, state):
         d = len(state.spatial)
         if d == 0:
-            raise ValueError("GlobalAvgPool needs spatial inputs")
-        return _spatial_op(state, lambda t: t.mean(dim=tuple(range(t.dim() - 2 * d, t.dim()))), ())
+            raise ValueError(f"{type(self).__name__} needs spatial inputs")
 
-    def build(self, in_shape, generator, dtype, device):
-        return _GlobalAvgPoolModule(), (in_shape[0],)
+        def pool(t):
+            return getattr(t, self._reduce)(dim=tuple(range(t.dim() - 2 * d, t.dim())))
 
-    def to_stax(self, stax):
-        return stax.GlobalAvgPool()
-
-
-class _GlobalSumPoolModule(nn.Module):
-    def forward(self, x):
-        return x.sum(dim=tuple(range(2, x.dim())))
-
-
-@dataclasses.dataclass(frozen=True)
-class GlobalSumPool(Layer):
-    """Sum over all positions: ``Sigma' = sum_{s, s'} Sigma[s, s']``."""
-
-    def kernel(self, state):
-        d = len(state.spatial)
-        if d == 0:
-            raise ValueError("GlobalSumPool needs spatial inputs")
-        return _spatial_op(state, lambda t: t.sum(dim=tuple(range(t.dim() - 2 * d, t.dim()))), ())
+        return _spatial_op(state, pool, ())
 
     def build(self, in_shape, generator, dtype, device):
         if len(in_shape) < 2:
-            raise ValueError("GlobalSumPool needs spatial inputs")
-        return _GlobalSumPoolModule(), (in_shape[0],)
+            raise ValueError(f"{type(self).__name__} needs spatial inputs")
+        return _GlobalPoolModule(self._reduce), (in_shape[0],)
 
     def to_stax(self, stax):
-        return stax.GlobalSumPool()
+        return getattr(stax, type(self).__name__)()
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalAvgPool(_GlobalPool):
+    """Mean over all positions: ``Sigma' = mean_{s, s'} Sigma[s, s']``."""
+
+    _reduce = "mean"
+
+
+@dataclasses.dataclass(frozen=True)
+class GlobalSumPool(_GlobalPool):
+    """Sum over all positions: ``Sigma' = sum_{s, s'} Sigma[s, s']``."""
+
+    _reduce = "sum"
 
 
 class _FlattenModule(nn.Module):
