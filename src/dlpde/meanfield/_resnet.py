@@ -53,6 +53,8 @@ __all__ = [
     "MeanFieldResNet",
     "GaussianBlockMeasure",
     "block_outputs",
+    "linear_block_moments",
+    "linear_resnet_training",
     "particle_velocity",
     "resnet_limit",
     "resnet_limit_adjoint",
@@ -452,3 +454,105 @@ def resnet_limit_adjoint(
     )[1:].flip(0)
     check_finite_result(path, "ResNet limit adjoint (X, P)", hint="the field blows up; try method='dopri5'")
     return path[..., :dim], path[..., dim:]
+
+
+def linear_block_moments(particles: torch.Tensor, dim: int, block_width: int) -> torch.Tensor:
+    """Second moments ``S_l = mean_{j, i} z z^T`` of the units ``z = (u_i, w_i)`` of each layer.
+
+    ``particles (L, M, 2 D k)`` (``MeanFieldResNet.particles``) -> ``(L, 2 D, 2 D)``. For linear blocks
+    ``f(x) = U W x`` the layer field is ``A_l x`` with ``A_l = k S_l[:D, D:]`` (``k = block_width``),
+    and ``S_l`` is all the training dynamics of the layer needs (``linear_resnet_training``).
+    """
+    dim = check_positive_int(dim, "dim")
+    block_width = check_positive_int(block_width, "block_width")
+    check_tensor(particles, "particles", dim=3, shape=(None, None, 2 * dim * block_width), finite=True)
+    depth, width = particles.shape[:2]
+    u = particles[..., : dim * block_width].reshape(depth, width, dim, block_width).transpose(-1, -2)
+    w = particles[..., dim * block_width :].reshape(depth, width, block_width, dim)
+    z = torch.cat([u, w], -1).reshape(depth, width * block_width, 2 * dim)
+    return z.transpose(-1, -2) @ z / (width * block_width)
+
+
+def linear_resnet_training(
+    moments: torch.Tensor,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    block_width: int,
+    time: float,
+    step: float,
+    readout: torch.Tensor | None = None,
+) -> dict:
+    """Full-batch mean-field training of a linear ResNet (``sigma = id``) written on the unit moments.
+
+    ``moments (..., L, 2 D, 2 D)``: the second moments ``S_l`` of the units of each layer
+    (``linear_block_moments`` of a finite network, or the law's moments for infinite width; leading
+    dimensions are independent networks trained on the same data). The network is
+    ``x_{l+1} = (I + A_l / L) x_l``, ``A_l = k S_l[:D, D:]``, the loss ``E = mean_b |R x_L - y_b|^2 / 2``
+    (``readout R``, default ``I``). A unit ``z = (u, w)`` of layer ``l`` moves with the velocity
+    ``-L M dE/dz = -H_l z``, ``H_l = [[0, G_l], [G_l^T, 0]]``, ``G_l = sum_b p_{l+1, b} x_{l, b}^T``, so
+    one Euler step ``z <- (I - h H_l) z`` is exactly ``S_l <- (I - h H_l) S_l (I - h H_l)^T``: for a
+    finite network this reproduces ``mean_field_sgd`` on ``MeanFieldResNet`` (``activation="linear"``)
+    to rounding, for every width; with the law's moments it is the infinite-width (mean-field)
+    training at depth ``L``, ``O(L D^3)`` a step.
+
+    Returns ``{"losses": (..., steps), "maps": (..., steps + 1, D, D), "moments": (..., L, 2 D, 2 D)}``:
+    the loss before each step (as ``mean_field_sgd`` records it), the end-to-end map
+    ``prod_l (I + A_l / L)`` before each step and after the last, and the final moments;
+    ``round(time / step)`` steps.
+    """
+    check_tensor(moments, "moments", dtype="floating", finite=True, nonempty=True)
+    if moments.dim() < 3 or moments.shape[-1] % 2 or moments.shape[-2] != moments.shape[-1]:
+        raise ValueError(f"moments must have shape (..., L, 2 D, 2 D), got {tuple(moments.shape)}")
+    depth, size = moments.shape[-3], moments.shape[-1]
+    dim = size // 2
+    block_width = check_positive_int(block_width, "block_width")
+    check_tensor(x, "x", shape=(None, dim), dtype="floating", finite=True, nonempty=True)
+    if readout is None:
+        readout = torch.eye(dim, dtype=x.dtype, device=x.device)
+    check_tensor(readout, "readout", shape=(None, dim), dtype="floating", finite=True, nonempty=True)
+    check_tensor(target, "target", shape=(x.shape[0], readout.shape[0]), dtype="floating", finite=True)
+    check_same_device(moments=moments, x=x, target=target, readout=readout)
+    time = check_positive(time, "time", allow_zero=True)
+    step = check_positive(step, "step")
+    x, target, readout = (t.to(moments.dtype) for t in (x, target, readout))
+    identity = torch.eye(dim, dtype=moments.dtype, device=moments.device)
+    kick = torch.eye(size, dtype=moments.dtype, device=moments.device).expand(moments.shape).clone()
+    batch = x.shape[0]
+    losses, maps = [], []
+    for _ in range(int(round(time / step))):
+        layers = identity + _layer_maps(moments, block_width, depth)  # (..., L, D, D)
+        states = [x.expand(*moments.shape[:-3], *x.shape)]
+        for layer in range(depth):
+            states.append(states[-1] @ layers[..., layer, :, :].transpose(-1, -2))
+        residual = states[-1] @ readout.T - target
+        losses.append(0.5 * (residual**2).sum(-1).mean(-1))
+        adjoint = residual @ readout / batch  # rows p_L
+        grads = [None] * depth
+        for layer in reversed(range(depth)):
+            grads[layer] = adjoint.transpose(-1, -2) @ states[layer]  # G_l = sum_b p_{l+1} x_l^T
+            adjoint = adjoint @ layers[..., layer, :, :]  # p_l = (I + A_l / L)^T p_{l+1}
+        grads = torch.stack(grads, -3)
+        kick[..., :dim, dim:] = -step * grads
+        kick[..., dim:, :dim] = -step * grads.transpose(-1, -2)
+        maps.append(_end_to_end(layers, identity))
+        moments = kick @ moments @ kick.transpose(-1, -2)
+    maps.append(_end_to_end(identity + _layer_maps(moments, block_width, depth), identity))
+    check_finite_result(moments, "linear ResNet training moments", hint="lower step or time")
+    empty = moments.new_zeros(moments.shape[:-3] + (0,))
+    return {
+        "losses": torch.stack(losses, -1) if losses else empty,
+        "maps": torch.stack(maps, -3),
+        "moments": moments,
+    }
+
+
+def _layer_maps(moments, block_width, depth):
+    dim = moments.shape[-1] // 2
+    return block_width * moments[..., :dim, dim:] / depth
+
+
+def _end_to_end(layers, identity):
+    out = identity
+    for layer in range(layers.shape[-3]):
+        out = layers[..., layer, :, :] @ out
+    return out
