@@ -23,7 +23,14 @@ def _cnn_checks(metrics):
 
 
 def _resnet_checks(metrics):
-    assert metrics["reference_train_loss"] > 0 and "bias_vs_depth" in metrics["rates"]
+    assert "bias_vs_depth" in metrics["rates"]
+    linear = metrics["linear"]
+    # the networks trained by mean_field_sgd are those of the unit-moment solver
+    assert linear["network_check"] < 1e-10
+    # the first-order Richardson extrapolation is far closer to the reference than the finest raw depth
+    assert linear["reference_error"] < linear["reference_raw_error"] / 4
+    for key in ("slope_vs_width_se", "slope_vs_depth_se", "embed_limit_slope_vs_dim_se"):
+        assert linear[key] >= 0
 
 
 @pytest.mark.parametrize(
@@ -44,6 +51,8 @@ def test_configs_reject_bad_values():
         make_config(two_layer.STUDY, "smoke", ["seeds_per_size=1"])
     with pytest.raises(ConfigError, match="reference_width"):
         make_config(cnn.STUDY, "smoke", ["reference_width=8"])
-    with pytest.raises(ConfigError, match="train_depth_at"):
-        make_config(resnet.STUDY, "smoke", ["train_depth_at=3"])
+    with pytest.raises(ConfigError, match="embed_dims"):
+        make_config(resnet.STUDY, "smoke", ["embed_dims=2,8"])
+    with pytest.raises(ConfigError, match="rate_widths"):
+        make_config(resnet.STUDY, "smoke", ["rate_widths=4,4"])
     assert two_layer.STUDY.in_tour and not cnn.STUDY.in_tour and not resnet.STUDY.in_tour

@@ -518,23 +518,24 @@ def linear_resnet_training(
     identity = torch.eye(dim, dtype=moments.dtype, device=moments.device)
     kick = torch.eye(size, dtype=moments.dtype, device=moments.device).expand(moments.shape).clone()
     batch = x.shape[0]
+    probe = torch.cat([x, identity])  # the last D rows carry the end-to-end map: x_L(e_i) = T e_i
     losses, maps = [], []
     for _ in range(int(round(time / step))):
         layers = identity + _layer_maps(moments, block_width, depth)  # (..., L, D, D)
-        states = [x.expand(*moments.shape[:-3], *x.shape)]
+        states = [probe.expand(*moments.shape[:-3], *probe.shape)]
         for layer in range(depth):
             states.append(states[-1] @ layers[..., layer, :, :].transpose(-1, -2))
-        residual = states[-1] @ readout.T - target
+        maps.append(states[-1][..., batch:, :].transpose(-1, -2))
+        residual = states[-1][..., :batch, :] @ readout.T - target
         losses.append(0.5 * (residual**2).sum(-1).mean(-1))
         adjoint = residual @ readout / batch  # rows p_L
         grads = [None] * depth
         for layer in reversed(range(depth)):
-            grads[layer] = adjoint.transpose(-1, -2) @ states[layer]  # G_l = sum_b p_{l+1} x_l^T
+            grads[layer] = adjoint.transpose(-1, -2) @ states[layer][..., :batch, :]  # sum_b p_{l+1} x_l^T
             adjoint = adjoint @ layers[..., layer, :, :]  # p_l = (I + A_l / L)^T p_{l+1}
         grads = torch.stack(grads, -3)
         kick[..., :dim, dim:] = -step * grads
         kick[..., dim:, :dim] = -step * grads.transpose(-1, -2)
-        maps.append(_end_to_end(layers, identity))
         moments = kick @ moments @ kick.transpose(-1, -2)
     maps.append(_end_to_end(identity + _layer_maps(moments, block_width, depth), identity))
     check_finite_result(moments, "linear ResNet training moments", hint="lower step or time")

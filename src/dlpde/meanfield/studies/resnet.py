@@ -362,7 +362,8 @@ def rate_point(task) -> dict:
         depth, width, seeds = rest
         x, y, _, _ = _linear_data(config)
         maps, losses = [], []
-        for chunk in range(0, len(seeds), 8):  # 8 networks at a time bound the memory
+        size = max(1, int(4e7 // (depth * (len(x) + config.dim) * config.dim)))  # states: ~320 MB
+        for chunk in range(0, len(seeds), size):
             moments = torch.stack(
                 [
                     linear_block_moments(
@@ -372,7 +373,7 @@ def rate_point(task) -> dict:
                         config.dim,
                         config.block_width,
                     )
-                    for s in seeds[chunk : chunk + 8]
+                    for s in seeds[chunk : chunk + size]
                 ]
             )
             out = _linear_train(config, moments, x, y)
