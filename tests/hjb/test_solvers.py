@@ -212,3 +212,105 @@ def test_differentiating_through_the_characteristics_changes_the_gradient():
             torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(solver.network.parameters()))])
         )
     assert bool(torch.isfinite(grads[1]).all()) and float((grads[0] - grads[1]).abs().max()) > 1e-6
+
+
+def _branch_problems(d):
+    """The single-branch problems of the hjb.crossing layout: u_k in closed form (one quadratic)."""
+    from dlpde.hjb._problems import _default_layout
+
+    centres, precisions, offsets = _default_layout(d)
+    return [
+        min_of_quadratics_problem(d, centres=centres[k : k + 1], precisions=precisions[k : k + 1],
+                                  offsets=offsets[k : k + 1])
+        for k in range(3)
+    ]
+
+
+class ExactHeads(torch.nn.Module):
+    """Heads u_k = the exact branch solutions (+ eps t x_1, a perturbation), as a network with heads."""
+
+    heads = 3
+
+    def __init__(self, d, eps=0.0):
+        super().__init__()
+        self.branches, self.eps = _branch_problems(d), eps
+        self.unused = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+
+    def each_head(self, x, t):
+        return torch.stack(
+            [b.exact_value(x[k], t[k]) + self.eps * t[k] * x[k][:, 0] for k, b in enumerate(self.branches)]
+        ) + self.unused
+
+    def forward(self, x, t):
+        return torch.stack([b.exact_value(x, t) for b in self.branches], -1).min(-1).values
+
+
+def test_min_of_heads_network_is_the_minimum_of_independent_heads():
+    from dlpde.hjb._networks import MinOfHeadsNetwork
+
+    net = MinOfHeadsNetwork(3, 4, 6, 2, radius=2.0, horizon=3.0, seed=1, dtype=torch.float64)
+    x = torch.randn(9, 3, generator=make_generator(0), dtype=torch.float64)
+    t = 3 * torch.rand(9, generator=make_generator(1), dtype=torch.float64)
+    heads = net.heads_at(x, t)
+    # head k by hand: a tanh perceptron on z = (x / 2, 2 t / 3 - 1) with its own weights
+    z = torch.cat([x / 2.0, (2 * t / 3 - 1)[:, None]], 1)
+    for k in range(4):
+        h = z
+        for i, (w, b) in enumerate(zip(net.weights, net.biases)):
+            h = h @ w[k] + b.reshape(4, -1)[k]
+            h = torch.tanh(h) if i < 2 else h
+        torch.testing.assert_close(heads[:, k], h[:, 0])
+    torch.testing.assert_close(net(x, t), heads.min(-1).values)
+    # each_head: head k sees only x[k] (one backward pass gives every head's gradient)
+    xs = x.expand(4, 9, 3).clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net.each_head(xs, t.expand(4, 9))[2].sum(), xs)
+    assert float(grad[[0, 1, 3]].abs().max()) == 0 and float(grad[2].abs().max()) > 0
+
+
+@pytest.mark.parametrize("band", [None, 0.05])
+def test_pieces_loss_vanishes_on_the_exact_branches_and_not_on_perturbed_ones(band):
+    problem = min_of_quadratics_problem(2)
+    for eps, small in ((0.0, True), (0.1, False)):
+        solver = CharacteristicSolver(problem, ExactHeads(2, eps), pieces=True, head_band=band,
+                                      dtype=torch.float64, method="euler", steps=1)
+        loss = float(solver.loss(0)[0].detach())
+        assert (loss < 1e-20) if small else (loss > 1e-4), (eps, loss)
+
+
+def test_pieces_training_reaches_the_kinked_solution_in_one_dimension():
+    """One head per convex piece in d = 1, 600 steps of 16-wide heads: the relative L2 error of u
+    near the kinks falls from about 1 at initialisation to below 0.35 (0.23 measured; longer
+    training is the study's business: 2.5e-2 after 3000 steps of 32-wide heads)."""
+    from dlpde.hjb._networks import MinOfHeadsNetwork
+
+    problem = min_of_quadratics_problem(1)
+    network = MinOfHeadsNetwork(1, 3, 16, 2, seed=1)
+    solver = CharacteristicSolver(problem, network, pieces=True, head_band=0.05, batch_size=128,
+                                  initial_batch_size=128, nodes=3, method="euler", steps=1, seed=1)
+    solver.fit(600, lr=1e-2, progress=False)
+    x, t = problem.sample(4000, make_generator(7))
+    near = problem.kink_distance(x, t) < 0.05
+    exact = problem.exact_value(x, t)
+    error = float((solver.value(x, t) - exact)[near].norm() / exact[near].norm())
+    assert error < 0.35, error
+
+
+def test_pieces_option_rejects_what_it_cannot_use():
+    from dlpde.hjb import kink_problem
+
+    problem = min_of_quadratics_problem(2)
+    with pytest.raises(ValueError, match="initial_pieces"):
+        CharacteristicSolver(kink_problem("zero", 1), pieces=True)
+    with pytest.raises(ValueError, match="heads=3"):
+        CharacteristicSolver(problem, DGMNetwork(2, 8, 1), pieces=True)
+    with pytest.raises(ValueError, match="head_band"):
+        CharacteristicSolver(problem, head_band=0.1)
+    with pytest.raises(ValueError, match="Hopf-Lax"):
+        CharacteristicSolver(problem, pieces=True, hopf_lax_weight=1.0)
+    nonconvex = HJProblem(Hamiltonian.from_function(lambda x, p: -(p**2).sum(-1)), problem.initial, dim=2,
+                          initial_pieces=problem.initial_pieces)
+    with pytest.raises(ValueError, match="convex"):
+        CharacteristicSolver(nonconvex, pieces=True)
+    pieces = problem.initial_pieces
+    y = torch.randn(50, 2, generator=make_generator(3), dtype=torch.float64)
+    torch.testing.assert_close(torch.stack([g(y) for g in pieces]).min(0).values, problem.initial(y))

@@ -7,6 +7,9 @@ the same seed gives the same network.
 
 - ``ValueNetwork``: a multilayer perceptron with ``tanh`` (smooth, so that ``grad u`` and its
   parameter derivatives exist everywhere).
+- ``MinOfHeadsNetwork``: ``u = min_k u_k`` over ``heads`` independent ``tanh`` perceptrons (each
+  head smooth; the minimum carries kinks exactly where two heads tie, as the viscosity solution
+  ``min_k u_k`` of min-of-convex data does).
 - ``DGMNetwork``: the gated architecture of Sirignano & Spiliopoulos (2018),
   ``S_1 = s(W_1 z + b_1)`` and for each layer ``Z = s(U_z z + W_z S + b_z)``,
   ``G = s(U_g z + W_g S + b_g)``, ``R = s(U_r z + W_r S + b_r)``,
@@ -24,7 +27,7 @@ from dlpde.shared.checks import check_choice, check_positive, check_positive_int
 from dlpde.shared.device import resolve_device, resolve_dtype
 from dlpde.shared.random import make_generator
 
-__all__ = ["ValueNetwork", "DGMNetwork"]
+__all__ = ["ValueNetwork", "MinOfHeadsNetwork", "DGMNetwork"]
 
 
 def _glorot(fan_in: int, fan_out: int, generator, dtype, device) -> nn.Parameter:
@@ -102,6 +105,73 @@ class ValueNetwork(nn.Module):
         for weight, bias in zip(self.weights, self.biases):
             h = torch.tanh(h @ weight.T + bias)
         return (h @ self.output_weight.T + self.output_bias).squeeze(-1)
+
+
+class MinOfHeadsNetwork(nn.Module):
+    """``u(x, t) = min_k u_k(x, t)`` over ``heads`` independent ``tanh`` perceptrons ``u_k`` (each a
+    ``ValueNetwork`` of ``width`` and ``depth``, evaluated together by batched matrix products).
+
+    For convex ``H`` and initial data ``g = min_k g_k`` the viscosity solution is ``min_k u_k`` with
+    ``u_k`` the solution from ``g_k`` (the Hopf-Lax formula commutes with the minimum; Darbon & Osher
+    2016): smooth heads and a kink exactly where two of them tie. ``heads_at(x, t)`` gives all heads
+    at the same points, ``(B, K)``; ``each_head(x, t)`` evaluates head ``k`` on its own points
+    ``x[k]``, ``t[k]`` (shapes ``(K, B, d)``, ``(K, B)`` -> ``(K, B)``), so that one backward pass
+    gives every head's derivatives.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int = 3,
+        width: int = 32,
+        depth: int = 2,
+        *,
+        radius=1.0,
+        horizon: float = 1.0,
+        seed: int | torch.Generator = 0,
+        dtype=torch.float32,
+        device="cpu",
+    ):
+        super().__init__()
+        dim, heads, width, depth = (
+            check_positive_int(v, n)
+            for v, n in ((dim, "dim"), (heads, "heads"), (width, "width"), (depth, "depth"))
+        )
+        dtype, device = _dtype_and_device(dtype, device)
+        generator = make_generator(seed)
+        self.inputs = _ScaledInput(dim, radius, horizon, dtype, device)
+        self.dim, self.heads = dim, heads
+        sizes = [dim + 1] + [width] * depth + [1]
+        # weights (K, fan_in, fan_out): one Glorot draw per head and layer
+        self.weights = nn.ParameterList(
+            nn.Parameter(
+                torch.stack([_glorot(a, b, generator, dtype, device).data.T for _ in range(heads)])
+            )
+            for a, b in zip(sizes[:-1], sizes[1:])
+        )
+        self.biases = nn.ParameterList(_zeros(heads * b, dtype, device) for b in sizes[1:])
+
+    def each_head(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Head ``k`` at ``(x[k], t[k])``: ``x`` of shape ``(K, B, d)``, ``t`` ``(K, B)`` -> ``(K, B)``."""
+        k = self.heads
+        check_tensor(x, "x", shape=(k, None, self.dim), dtype="floating", finite=False, nonempty=False)
+        check_tensor(t, "t", shape=(k, x.shape[1]), dtype="floating", finite=False, nonempty=False)
+        b = x.shape[1]
+        h = self.inputs(x.reshape(k * b, self.dim), t.reshape(k * b)).reshape(k, b, self.dim + 1)
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(bias.reshape(k, 1, -1), h, weight)
+            if i < last:
+                h = torch.tanh(h)
+        return h.squeeze(-1)
+
+    def heads_at(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Every head at the same points: ``(B, d)``, ``(B,)`` -> ``(B, K)``."""
+        k = self.heads
+        return self.each_head(x.expand(k, *x.shape), t.expand(k, *t.shape)).T
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.heads_at(x, t).min(-1).values
 
 
 class DGMNetwork(nn.Module):

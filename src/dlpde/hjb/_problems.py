@@ -4,8 +4,8 @@ Convention: ``u_t + H(x, grad u) = 0`` on ``R^d x (0, T]``, ``u(x, 0) = g(x)``. 
 bundles the Hamiltonian, the initial data ``g``, the exact viscosity solution and its gradient
 where known, the sampling box ``[-radius, radius]^d x (0, horizon]`` used by the solvers, and
 optional extras used by the studies: ``kink_distance(x, t)`` (distance to the set where ``u`` is
-not differentiable) and ``spurious_solutions`` (zero-residual functions that are not the
-viscosity solution).
+not differentiable), ``spurious_solutions`` (zero-residual functions that are not the
+viscosity solution) and ``initial_pieces`` (convex ``g_k`` with ``g = min_k g_k``).
 
 Closed forms (Evans, *PDE*, ch. 3 and 10; Darbon & Osher 2016):
 
@@ -86,8 +86,11 @@ class HJProblem:
     Fields: ``hamiltonian``; ``initial`` ``g: (B, d) -> (B,)``; ``exact_value(x, t) -> (B,)`` and
     ``exact_gradient(x, t) -> (B, d)`` (the viscosity solution; ``None`` when unknown); ``dim``;
     ``radius`` (half-width of the sampling box, a number or a tuple of ``dim`` numbers) and
-    ``horizon`` ``T``; ``name``; ``kink_distance(x, t) -> (B,)`` (optional); and
-    ``spurious_solutions`` (name -> ``(x, t) -> (B,)``, optional).
+    ``horizon`` ``T``; ``name``; ``kink_distance(x, t) -> (B,)`` (optional);
+    ``spurious_solutions`` (name -> ``(x, t) -> (B,)``, optional); and ``initial_pieces``
+    (optional: functions ``g_k: (B, d) -> (B,)``, each convex, with ``g = min_k g_k``; for a convex,
+    state-independent ``H`` the viscosity solution is then ``min_k u_k``, ``u_k`` the solution from
+    ``g_k``, which ``CharacteristicSolver(pieces=True)`` uses).
     """
 
     hamiltonian: Hamiltonian
@@ -100,6 +103,7 @@ class HJProblem:
     name: str = dataclasses.field(default="problem", kw_only=True)
     kink_distance: Callable | None = dataclasses.field(default=None, kw_only=True)
     spurious_solutions: Mapping[str, Callable] = dataclasses.field(default_factory=dict, kw_only=True)
+    initial_pieces: tuple = dataclasses.field(default=(), kw_only=True)
 
     def __post_init__(self):
         if not isinstance(self.hamiltonian, Hamiltonian):
@@ -113,6 +117,12 @@ class HJProblem:
                             f"{type(self.spurious_solutions).__name__}")
         for name, function in self.spurious_solutions.items():
             check_callable(function, f"spurious_solutions[{name!r}]")
+        if not isinstance(self.initial_pieces, (tuple, list)):
+            raise TypeError(f"initial_pieces must be a tuple of functions (B, d) -> (B,), got "
+                            f"{type(self.initial_pieces).__name__}")
+        for k, function in enumerate(self.initial_pieces):
+            check_callable(function, f"initial_pieces[{k}]")
+        object.__setattr__(self, "initial_pieces", tuple(self.initial_pieces))
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a str, got {type(self.name).__name__}")
         # stored as plain Python numbers (a frozen dataclass: set through object.__setattr__)
@@ -455,6 +465,14 @@ def min_of_quadratics_problem(
         raise ValueError(f"mass must have shape ({dim}, {dim}), got {tuple(mass.shape)}")
     branches = _MinOfQuadratics(centres, precisions, offsets, mass)
 
+    def piece(k):
+        def g_k(x):
+            _check_points(x, dim)
+            w = branches._transform(x)[:, k]
+            return 0.5 * (w * w).sum(-1) + offsets[k].to(x)
+
+        return g_k
+
     def exact_value(x, t):
         _check_points(x, dim)
         return branches.value(x, _times(t, x))
@@ -481,6 +499,7 @@ def min_of_quadratics_problem(
         horizon=horizon,
         name=f"min_of_quadratics_d{dim}",
         kink_distance=kink_distance if k > 1 else None,
+        initial_pieces=tuple(piece(j) for j in range(k)),
     )
 
 

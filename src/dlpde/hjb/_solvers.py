@@ -13,7 +13,11 @@ uniformly in the problem's box ``[-radius, radius]^d x (0, T]`` from the solver'
   ``(x^i(s), p^i(s), z^i(s))`` from ``(x_i, t_i)`` to ``s = 0`` anchored at ``z(0) = g(x^i(0))``
   and minimise ``mean_i [ int_0^{t_i} (u(x^i(s), s) - z^i(s))^2 ds + (u_t + H)^2(x_i, t_i) ]
   + mean_j (u(y_j, 0) - g(y_j))^2`` (+ an optional Hopf-Lax upper-bound penalty
-  ``relu(u(x_i, t_i) - min_j [g(y_j) + t_i L((x_i - y_j)/t_i)])^2`` for convex ``H``).
+  ``relu(u(x_i, t_i) - min_j [g(y_j) + t_i L((x_i - y_j)/t_i)])^2`` for convex ``H``). With
+  ``pieces=True`` (initial data ``g = min_k g_k`` of convex pieces, convex state-independent
+  ``H``) the network is a ``MinOfHeadsNetwork`` and head ``k`` is trained by the same loss with
+  ``g_k`` in place of ``g``: each ``u_k`` is smooth, and ``u = min_k u_k`` is the viscosity
+  solution with its kinks (the Hopf-Lax formula commutes with the minimum).
 - ``ValueGradientSolver`` (Nakamura-Zimmerer, Gong & Kang 2021): regression of ``u`` and
   ``grad u`` on data from Pontryagin boundary-value solves, with adaptive sampling.
 """
@@ -33,6 +37,7 @@ from dlpde.shared.checks import (
     check_int,
     check_positive,
     check_positive_int,
+    check_real,
 )
 from dlpde.shared.device import resolve_device, resolve_dtype
 from dlpde.shared.ode import INTEGRATORS
@@ -40,7 +45,7 @@ from dlpde.shared.random import make_generator
 from dlpde.shared.train import train
 
 from ._characteristics import backward_characteristics
-from ._networks import DGMNetwork, ValueNetwork
+from ._networks import DGMNetwork, MinOfHeadsNetwork, ValueNetwork
 from ._problems import HJProblem, _check_points, _times
 
 __all__ = ["DGMSolver", "CharacteristicSolver", "ValueGradientSolver"]
@@ -221,6 +226,15 @@ class CharacteristicSolver(_NeuralSolver):
             Hopf-Lax penalty (convex ``H`` with a Lagrangian only) compares ``u(x_i, t_i)`` with
             the candidates ``y`` = the initial points of the step and the feet of all traced
             characteristics.
+        pieces: train one head per convex piece of ``g`` (``problem.initial_pieces``; needs a
+            convex, state-independent ``H``, a network with ``each_head`` and one head per piece,
+            default ``MinOfHeadsNetwork``; not combined with the Hopf-Lax penalty). The loss is the
+            sum over heads of each head's loss on the same sampled points.
+        head_band: with ``pieces``, weight head ``k``'s loss at a point by
+            ``floor + (1 - floor) exp(-(u_k - min_j u_j) / head_band)`` (``head_floor``; the gap from
+            the current heads, detached, at the interior points and from the exact ``g_k`` at the
+            initial points), so that each head spends its capacity where it is the minimum or close
+            to it; ``None``: every point counts fully for every head.
     """
 
     def __init__(
@@ -239,14 +253,39 @@ class CharacteristicSolver(_NeuralSolver):
         residual_weight: float = 1.0,
         initial_weight: float = 1.0,
         hopf_lax_weight: float = 0.0,
+        pieces: bool = False,
+        head_band: float | None = None,
+        head_floor: float = 0.1,
         seed: int = 0,
         dtype=torch.float32,
         device="cpu",
     ):
+        if not isinstance(problem, HJProblem):
+            raise TypeError(f"problem must be an HJProblem, got {type(problem).__name__}")
+        self.pieces = check_bool(pieces, "pieces")
+        self.head_band = None if head_band is None else check_positive(head_band, "head_band")
+        self.head_floor = check_real(head_floor, "head_floor", 0.0, 1.0)
+        if head_band is not None and not pieces:
+            raise ValueError("head_band weights the heads of pieces=True; leave it None otherwise")
+        if pieces:
+            hamiltonian = problem.hamiltonian
+            if not problem.initial_pieces:
+                raise ValueError("pieces=True needs a problem with initial_pieces (g = min_k g_k)")
+            if not (hamiltonian.convex and not hamiltonian.state_dependent):
+                raise ValueError("pieces=True needs a convex, state-independent Hamiltonian")
+            if check_positive(hopf_lax_weight, "hopf_lax_weight", allow_zero=True):
+                raise ValueError("pieces=True is not combined with the Hopf-Lax penalty (hopf_lax_weight=0)")
+            count = len(problem.initial_pieces)
+
+            def default_network(dim, **kwargs):
+                return MinOfHeadsNetwork(dim, count, **kwargs)
+
+        else:
+            default_network = ValueNetwork
         super().__init__(
             problem,
             network,
-            ValueNetwork,
+            default_network,
             batch_size=batch_size,
             initial_batch_size=initial_batch_size,
             seed=seed,
@@ -283,6 +322,13 @@ class CharacteristicSolver(_NeuralSolver):
             weights = torch.full((nodes,), 1.0 / (nodes - 1), dtype=torch.float64)
             weights[0] = weights[-1] = 0.5 / (nodes - 1)
             self._weights = weights
+        if pieces:
+            heads = getattr(self.network, "heads", None)
+            if not callable(getattr(self.network, "each_head", None)) or heads != count:
+                raise ValueError(
+                    f"pieces=True needs a network with each_head and heads={count} (one per piece), "
+                    f"e.g. MinOfHeadsNetwork; got {type(self.network).__name__}"
+                )
 
     def _quadrature(self):
         if self.quadrature == "random":
@@ -290,7 +336,49 @@ class CharacteristicSolver(_NeuralSolver):
             return fractions, torch.full((self.nodes,), 1.0 / self.nodes, dtype=torch.float64)
         return self._fractions, self._weights
 
+    def _head_weights(self, values: torch.Tensor) -> torch.Tensor:
+        """``(K, B)`` weights of the heads from their values (see ``head_band``)."""
+        if self.head_band is None:
+            return torch.ones_like(values)
+        gap = values - values.min(0, keepdim=True).values
+        return self.head_floor + (1 - self.head_floor) * torch.exp(-gap / self.head_band)
+
+    def _pieces_loss(self):
+        """The loss summed over heads: head ``k`` with the initial data ``g_k``."""
+        problem, hamiltonian, network = self.problem, self.problem.hamiltonian, self.network
+        x, t = self._sample(self.batch_size)
+        y = self._sample_initial(self.initial_batch_size)
+        k, (b, d) = network.heads, x.shape
+        xt = torch.cat([x, t.unsqueeze(-1)], -1).repeat(k, 1, 1).requires_grad_(True)
+        heads = network.each_head(xt[..., :d], xt[..., d])
+        (grad,) = torch.autograd.grad(heads.sum(), xt, create_graph=True)
+        u_x, u_t = grad[..., :d], grad[..., d]
+        targets = torch.stack([piece(y) for piece in problem.initial_pieces])
+        weight, initial_weight = self._head_weights(heads.detach()), self._head_weights(targets)
+        residual = u_t + hamiltonian.value(x.repeat(k, 1), u_x.reshape(k * b, d)).reshape(k, b)
+        residual = (weight * residual.square()).mean() * k
+        fractions, weights = self._quadrature()
+        p = u_x.detach() if self.stop_gradient else u_x
+        nodes, z, times = [], [], None
+        for head, piece in enumerate(problem.initial_pieces):
+            path = backward_characteristics(
+                hamiltonian, x, t, p[head], piece, fractions=fractions, method=self.method, steps=self.steps
+            )
+            nodes.append(path.x.reshape(-1, d))
+            z.append(path.z.reshape(-1))
+            times = path.times.reshape(-1)
+        u_path = network.each_head(torch.stack(nodes), times.expand(k, -1))
+        misfit = (u_path - torch.stack(z)).square().reshape(k, -1, b)
+        path_loss = (weight * t * (weights.to(misfit)[:, None] * misfit).sum(1)).mean() * k
+        zeros = torch.zeros(k, y.shape[0], dtype=y.dtype, device=y.device)
+        misfit = (network.each_head(y.expand(k, *y.shape), zeros) - targets).square()
+        initial = (initial_weight * misfit).mean() * k
+        loss = self.path_weight * path_loss + self.residual_weight * residual + self.initial_weight * initial
+        return loss, {"path": path_loss, "residual": residual, "initial": initial}
+
     def loss(self, step):
+        if self.pieces:
+            return self._pieces_loss()
         problem, hamiltonian = self.problem, self.problem.hamiltonian
         x, t = self._sample(self.batch_size)
         y = self._sample_initial(self.initial_batch_size)
