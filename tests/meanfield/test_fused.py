@@ -16,7 +16,7 @@ ACTIVATIONS = ["tanh", "relu", "sigmoid", "erf", "linear", GaussianWellActivatio
 @pytest.mark.parametrize("kept", [True, False])
 def test_fused_loss_and_gradient_match_autograd(activation, bias, kept, monkeypatch):
     if not kept:  # force pass 2 to recompute the blocks
-        monkeypatch.setattr(_fused, "_KEPT_ELEMENTS", 0)
+        monkeypatch.setattr(_fused, "_KEPT_BYTES", 0)
     model = TwoLayerMeanField(300, 7, activation, bias=bias, bias_scale=0.5, generator=1, dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(20, 7, generator=g, dtype=torch.float64)

@@ -139,6 +139,15 @@ class MeanFieldLangevin(torch.optim.Optimizer):
         self.inverse_temperature = float(inverse_temperature)
         self.generator = generator
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """``Optimizer.zero_grad`` without its profiler hooks (a tenth of a small particle step)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if set_to_none:
+                    p.grad = None
+                elif p.grad is not None:
+                    p.grad.detach_().zero_()
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = None

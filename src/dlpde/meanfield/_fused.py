@@ -2,19 +2,22 @@
 
 ``R = (1/B) sum_b (y_b - f(x_b))^2`` with ``f(x) = (1/n) sum_i a_i sigma(<w_i, x> + b_i)``. Autograd
 keeps the ``(B, n)`` pre-activations and activations of the whole layer and walks them several
-times; here the loss and its gradient are computed together in two passes over blocks of
-particles, so every temporary is ``(B, block)`` and stays in cache:
+times; here the loss and its closed-form gradient are computed together from two ``(B, block)``
+arrays per block of particles, ``G = g(u)`` and ``S = g'``-like slopes, with ``u = <w_i, x_b> + b_i``
+and ``sigma(u) = alpha g(c u) + beta``, ``sigma'(u) = gamma S``:
 
-    pass 1:  f = (1/n) sum_i a_i h_i,            h_i = sigma(<w_i, x> + b_i)       (per block)
-    pass 2:  r = y - f,   s_bi = r_b sigma'(<w_i, x_b> + b_i),
-             dR/da_i = -(2 / (n B)) sum_b r_b h_bi,
-             dR/dw_i = -(2 / (n B)) a_i sum_b s_bi x_b,   dR/db_i = -(2 / (n B)) a_i sum_b s_bi
+    f = (1/n) (alpha G a + beta sum_i a_i),       r = y - f,
+    grad_i = (-2 / (n B)) [ alpha sum_b r_b G_bi + beta sum_b r_b ,  gamma a_i sum_b r_b S_bi (x_b, 1) ],
 
-(pass 2 reuses the blocks of pass 1 while ``B n`` is small, and recomputes them beyond).
-The activation's derivative is in closed form for the named activations and the
-``GaussianWellActivation``; any other elementwise callable is differentiated by autograd on one
-block at a time. The value and the gradient are those of autograd through ``model(x)`` (to
-rounding: the sums are ordered differently).
+so the whole gradient of a block is one GEMM ``[G; S]^T Z`` with ``Z = [[alpha r, 0], [0, gamma r (x, 1)]]``
+(``r`` folded into ``Z``, so ``[G; S]`` does not depend on it and is computed in pass 1). ``tanh``
+runs as ``2 sigmoid(2u) - 1`` (``alpha = 2, beta = -1, c = 2``, ``S = G - G^2``, ``gamma = 4``):
+torch's vectorised sigmoid costs about a third of its tanh in float64; the absolute error is that
+of rounding (about 3e-16). The blocks' ``[G; S]`` are kept in a workspace of the model reused across
+steps (``2 B n`` numbers, up to ``_KEPT_BYTES`` = 512 MiB), beyond which pass 2 recomputes them. The slope is
+in closed form for the named activations and the ``GaussianWellActivation``; any other elementwise
+callable is differentiated by autograd one block at a time. Value and gradient are those of
+autograd through ``model(x)`` to rounding (tested to 1e-12 in float64).
 """
 
 from __future__ import annotations
@@ -28,56 +31,61 @@ from ._activations import GaussianWellActivation, _erf_unit, _identity
 
 __all__: list[str] = []
 
-# 2^15 elements per (B, block) temporary: 256 KiB in float64, in L2 cache, and below the size
-# at which torch splits an elementwise op over threads
+# 2^15 elements per (B, block) array: 256 KiB in float64, in L2 cache, and below the size at which
+# torch splits an elementwise op over threads
 _BLOCK_ELEMENTS = 1 << 15
-# below this many elements of (B, n) the blocks' pre-activations and activations are kept for pass 2
-_KEPT_ELEMENTS = 1 << 21
+# the blocks' [G; S] (2 B n numbers) are kept for pass 2 up to this many bytes, else recomputed
+_KEPT_BYTES = 1 << 29
 
 
-def _values(activation, pre, keep_pre):
-    """``sigma(pre)``, in place (``pre`` is then lost) unless ``keep_pre`` or the slope needs ``pre``."""
-    if activation is torch.tanh or activation is torch.sigmoid:
-        return activation(pre) if keep_pre else activation(pre, out=pre)
-    if activation is torch.relu:
-        return torch.relu(pre)
-    return activation(pre)
+def _sigmoid_slope(u, g, s):
+    torch.mul(g, g, out=s)
+    torch.sub(g, s, out=s)
 
 
-def _slope(activation, pre, h, r):
-    """``r[:, None] * sigma'(pre)`` (``h = sigma(pre)``)."""
-    r = r[:, None]
+def _unit(activation):
+    """``(c, alpha, beta, gamma, needs_pre, values, slope)`` of ``activation``: ``values(G)`` turns the
+    pre-activations ``c u`` held in ``G`` into ``G`` in place, ``slope(u, G, S)`` writes ``S``
+    (``u`` is the pre-activation when ``needs_pre``, then ``slope`` runs before ``values``)."""
     if activation is torch.tanh:
-        return torch.mul(h, h).sub_(1.0).mul_(-r)
+        return 2.0, 2.0, -1.0, 4.0, False, torch.sigmoid_, _sigmoid_slope
     if activation is torch.sigmoid:
-        return torch.sub(1.0, h).mul_(h).mul_(r)
+        return 1.0, 1.0, 0.0, 1.0, False, torch.sigmoid_, _sigmoid_slope
     if activation is torch.relu:
-        return (pre > 0).to(pre.dtype).mul_(r)
+        return 1.0, 1.0, 0.0, 1.0, False, torch.relu_, lambda u, g, s: torch.sign(g, out=s)
     if activation is _identity:
-        return r.expand_as(pre)
+        return 1.0, 1.0, 0.0, 1.0, False, lambda g: g, lambda u, g, s: s.fill_(1.0)
     if activation is _erf_unit:
-        return torch.mul(pre, pre).mul_(-0.5).exp_().mul_(r * math.sqrt(2.0 / math.pi))
+        def erf_slope(u, g, s):
+            torch.mul(u, u, out=s).mul_(-0.5).exp_().mul_(math.sqrt(2.0 / math.pi))
+
+        return 1.0, 1.0, 0.0, 1.0, True, lambda g: g.mul_(1.0 / math.sqrt(2.0)).erf_(), erf_slope
     if isinstance(activation, GaussianWellActivation):
-        scale = r * (activation.amplitude / activation.width**2)
-        return torch.mul(pre, pre).mul_(-0.5 / activation.width**2).exp_().mul_(pre).mul_(scale)
-    with torch.enable_grad():
-        pre = pre.detach().requires_grad_(True)
-        (slope,) = torch.autograd.grad(activation(pre), pre, r.expand_as(pre))
-    return slope
+        width2, amplitude = activation.width**2, activation.amplitude
 
+        def well_slope(u, g, s):
+            torch.mul(u, u, out=s).mul_(-0.5 / width2).exp_().mul_(u).mul_(amplitude / width2)
 
-def _pre_activation(x, particles, rows, d, bias):
-    w = particles[rows, 1 : 1 + d]
-    if bias:
-        return torch.addmm(particles[rows, -1], x, w.T)
-    return x @ w.T
+        def well_values(g):
+            return g.copy_(activation(g))
+
+        return 1.0, 1.0, 0.0, 1.0, True, well_values, well_slope
+
+    def generic_slope(u, g, s):
+        with torch.enable_grad():
+            u = u.detach().requires_grad_(True)
+            (slope,) = torch.autograd.grad(activation(u), u, torch.ones_like(u))
+        s.copy_(slope)
+
+    return 1.0, 1.0, 0.0, 1.0, True, lambda g: g.copy_(activation(g)), generic_slope
 
 
 @contextlib.contextmanager
 def _one_intra_op_thread():
     """Run the blocks on one intra-op thread (restored afterwards): every GEMM of a block has an inner
-    dimension of ``d`` or ``B`` and every elementwise op fewer than 2^15 elements, too little work for
-    a thread team to pay; on a loaded machine a team of spinning threads made the step 8x slower."""
+    dimension of ``d + 1`` or ``2 B`` and every elementwise op fewer than 2^15 elements, too little
+    work for a thread team to pay; on a loaded machine a team of spinning threads made the step 8x
+    slower."""
     threads = torch.get_num_threads()
     if threads == 1:
         yield
@@ -89,44 +97,80 @@ def _one_intra_op_thread():
         torch.set_num_threads(threads)
 
 
-def fused_squared_loss(activation, particles, x, y, d, bias, block, with_gradient):
+def _buffer(workspace, name, numel, like):
+    """A flat buffer of at least ``numel`` numbers of ``like``'s dtype and device, reused across calls."""
+    buffer = workspace.get(name)
+    if buffer is None or buffer.numel() < numel or buffer.dtype != like.dtype or buffer.device != like.device:
+        buffer = workspace[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
+    return buffer
+
+
+def fused_squared_loss(activation, particles, x, y, d, bias, block, with_gradient, workspace=None):
     """``(loss, gradient)``: the loss ``(1/B) sum_b (y_b - f(x_b))^2`` (a 0-d tensor) and its gradient
-    with respect to ``particles`` (``None`` unless ``with_gradient``); see the module docstring."""
-    n, batch = particles.shape[0], x.shape[0]
-    a = particles[:, 0]
+    with respect to ``particles`` (``None`` unless ``with_gradient``); see the module docstring.
+    ``workspace``: a dict that keeps the buffers between calls (a fresh one when ``None``)."""
+    workspace = {} if workspace is None else workspace
+    n, batch, width = particles.shape[0], x.shape[0], particles.shape[1]
+    c, alpha, beta, gamma, needs_pre, values, slope = _unit(activation)
     if block is None:  # on a GPU one block: the whole layer
         block = max(64, _BLOCK_ELEMENTS // batch) if particles.device.type == "cpu" else n
-    starts = range(0, n, block)
-    keep = with_gradient and n * batch <= _KEPT_ELEMENTS
+    block = min(block, n)
+    keep = with_gradient and 2 * batch * n * particles.element_size() <= _KEPT_BYTES
+    a = particles[:, 0]
+    weights = particles[:, 1:] if bias else particles[:, 1 : 1 + d]  # (n, d (+1))
+    columns = width - 1
+    inputs = _buffer(workspace, "inputs", batch * columns, x)[: batch * columns].view(batch, columns)
+    torch.mul(x, c, out=inputs[:, :d])  # c (x, 1)
+    if bias:
+        inputs[:, d].fill_(c)
+    stacked = _buffer(workspace, "stacked", 2 * batch * (n if keep else block), x)
+    pre = _buffer(workspace, "pre", batch * block, x) if needs_pre else None
+
+    def block_values(start, stop, offset, with_slope):
+        """``[G; S]`` of particles ``start:stop`` in ``stacked[offset:]``, shape ``(2 B, stop - start)``."""
+        m = stop - start
+        hs = stacked[offset : offset + 2 * batch * m].view(2 * batch, m)
+        g, s = hs[:batch], hs[batch:]
+        torch.mm(inputs, weights[start:stop].T, out=g)  # c u
+        if needs_pre and with_slope:
+            u = pre[: batch * m].view(batch, m)
+            u.copy_(g)
+            slope(u, g, s)
+            values(g)
+        else:
+            values(g)
+            if with_slope:
+                slope(None, g, s)
+        return hs, g
+
     f = x.new_zeros(batch)
-    kept = []
-    for start in starts:
-        rows = slice(start, min(start + block, n))
-        pre = _pre_activation(x, particles, rows, d, bias)
-        h = _values(activation, pre, keep_pre=keep)
-        if keep:
-            kept.append((pre, h))
-        f.addmv_(h, a[rows], alpha=1.0 / n)
-    r = y - f
-    loss = (r @ r) / batch
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        _, g = block_values(start, stop, 2 * batch * start if keep else 0, keep)
+        f.addmv_(g, a[start:stop])
+    r = torch.sub(y, f, alpha=alpha / n)
+    if beta != 0.0:
+        r.sub_(a.sum(), alpha=beta / n)
+    loss = torch.dot(r, r).div_(batch)
     if not with_gradient:
         return loss, None
-    grad = torch.empty_like(particles)
     scale = -2.0 / (n * batch)
-    for index, start in enumerate(starts):
-        rows = slice(start, min(start + block, n))
+    z = _buffer(workspace, "z", 2 * batch * width, x)[: 2 * batch * width].view(2 * batch, width)
+    z.zero_()
+    torch.mul(r, alpha * scale, out=z[:batch, 0])
+    torch.mul(inputs, (r * (gamma * scale / c))[:, None], out=z[batch:, 1:])
+    grad = torch.empty_like(particles)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
         if keep:
-            pre, h = kept[index]
+            m = stop - start
+            hs = stacked[2 * batch * start : 2 * batch * stop].view(2 * batch, m)
         else:
-            pre = _pre_activation(x, particles, rows, d, bias)
-            h = _values(activation, pre, keep_pre=True)
-        slope = _slope(activation, pre, h, r)
-        out = grad[rows]
-        out[:, 0] = torch.mv(h.T, r).mul_(scale)
-        a_rows = (a[rows] * scale)[:, None]
-        out[:, 1 : 1 + d] = torch.mm(x.T, slope).T.mul_(a_rows)  # x^T s: the fast GEMM layout
-        if bias:
-            out[:, -1] = slope.sum(0).mul_(a_rows[:, 0])
+            hs, _ = block_values(start, stop, 0, True)
+        torch.mm(hs.T, z, out=grad[start:stop])
+    if beta != 0.0:
+        grad[:, 0].add_(r.sum(), alpha=beta * scale)
+    grad[:, 1:].mul_(a[:, None])
     return loss, grad
 
 
@@ -134,17 +178,16 @@ class FusedSquaredLoss(torch.autograd.Function):
     """The loss as a scalar whose backward returns the gradient computed in the same pass."""
 
     @staticmethod
-    def forward(ctx, particles, x, y, activation, d, bias, block):
+    def forward(ctx, particles, x, y, activation, d, bias, block, workspace):
         with_gradient = particles.requires_grad
         with _one_intra_op_thread():
             loss, grad = fused_squared_loss(
-                activation, particles.detach(), x, y, d, bias, block, with_gradient
+                activation, particles.detach(), x, y, d, bias, block, with_gradient, workspace
             )
-        if with_gradient:
-            ctx.save_for_backward(grad)
+        ctx.grad = grad
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
-        (grad,) = ctx.saved_tensors
-        return grad * grad_output, None, None, None, None, None, None
+        grad, ctx.grad = ctx.grad, None
+        return grad.mul_(grad_output), None, None, None, None, None, None, None

@@ -161,6 +161,7 @@ class TwoLayerMeanField(_TwoLayerParticles):
         )
         super().__init__(particles, fixed_output, activation)
         self.d, self.bias = d, bool(bias)
+        self._fused_workspace: dict = {}  # buffers of squared_loss, reused across steps
 
     def __repr__(self):
         return (
@@ -190,7 +191,9 @@ class TwoLayerMeanField(_TwoLayerParticles):
         check_same_device(x=x, y=y)
         if block is not None:
             block = check_positive_int(block, "block")
-        return FusedSquaredLoss.apply(self.particles, x, y, self.activation, self.d, self.bias, block)
+        return FusedSquaredLoss.apply(
+            self.particles, x, y, self.activation, self.d, self.bias, block, self._fused_workspace
+        )
 
     def unit_outputs(self, x: torch.Tensor, particles: torch.Tensor | None = None) -> torch.Tensor:
         """``sigma(<w_i, x_b> + b_i)``, shape ``(B, n)``; ``x`` of shape ``(B, d)``."""
