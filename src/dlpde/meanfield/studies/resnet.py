@@ -73,8 +73,8 @@ class Config:
     train_seeds: int = 3
     linear_teacher_scale: float = 1.0
     linear_noise: float = 0.5
-    linear_train_time: float = 2.0
-    linear_step: float = 0.05
+    linear_train_time: float = 1.0
+    linear_step: float = 0.025
     rate_depths: tuple[int, ...] = (8, 16, 32, 64, 128)
     rate_depth_width: int = 4096
     rate_depth_seeds: int = 4
@@ -82,7 +82,7 @@ class Config:
     rate_width_depth: int = 2048
     rate_width_seeds: int = 32
     reference_depth: int = 1024
-    embed_dims: tuple[int, ...] = (4, 8, 16, 32, 64)
+    embed_dims: tuple[int, ...] = (8, 16, 32, 64)
     embed_shape: tuple[int, int] = (128, 8)
     embed_seeds: int = 8
     bootstrap: int = 400
@@ -851,7 +851,6 @@ _QUICK = Config(
     widths=(1, 4, 16, 64),
     seeds=4,
     train_seeds=2,
-    linear_train_time=1.0,
     rate_depths=(8, 16, 32, 64),
     rate_depth_width=2048,
     rate_widths=(1, 2, 4, 8, 16),
