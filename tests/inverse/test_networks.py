@@ -175,6 +175,23 @@ def test_trd_greedy_training_reduces_error():
         model(noisy, steps=5)
 
 
+def test_learned_primal_dual_starts_from_the_initial_image():
+    """With the last layer of every update zeroed, each residual update is zero, so the network
+    returns its initial image exactly (zero without one); the initial image is checked for shape."""
+    g = torch.Generator().manual_seed(5)
+    radon = Radon(6, 16)
+    network = LearnedPrimalDual(radon, 3, hidden=4, generator=g, operator_norm=10.0).double()
+    for block in [*network.dual, *network.primal]:
+        torch.nn.init.zeros_(block[-1].weight)
+        torch.nn.init.zeros_(block[-1].bias)
+    y = radon(torch.rand(2, 16, 16, generator=g, dtype=torch.float64))
+    start = torch.rand(2, 16, 16, generator=g, dtype=torch.float64)
+    assert torch.equal(network(y, start), start)
+    assert torch.equal(network(y), torch.zeros_like(start))
+    with pytest.raises(ValueError, match="initial"):
+        network(y, start[:1])
+
+
 def test_networks_shapes_and_gradients():
     g = torch.Generator().manual_seed(13)
     y = torch.rand(2, 21, 19, generator=g)

@@ -197,12 +197,15 @@ class LearnedPrimalDual(nn.Module):
             with torch.no_grad():
                 block[-1].weight.mul_(0.1)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
         check_tensor(y, "y", min_dim=3)
         y = y * self.scale
         batch = y.shape[0]
         image_shape = self.operator.adjoint(y[:1]).shape[1:]
         f = y.new_zeros((batch, self.memory, *image_shape))
+        if initial is not None:
+            check_tensor(initial, "initial", shape=(batch, *image_shape), dtype=y.dtype)
+            f = f + initial[:, None]
         h = y.new_zeros((batch, self.memory, *y.shape[1:]))
         for k in range(self.iterations):
             projected = self.operator.forward(f[:, 0]) * self.scale
