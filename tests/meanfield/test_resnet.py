@@ -169,7 +169,7 @@ def test_depth_gradient_is_the_derivative_of_the_first_variation():
     x, y = _inputs(), _inputs(seed=13)
     states, adjoints = net.adjoint_states(x, y)
     layer = 2
-    values = [float((adjoints[m + 1] * net.layer_field(states[m], layer)).sum()) for m in (1, 3)]
+    values = [float((adjoints[m + 1] * net.layer_field(states[m], layer)).sum().detach()) for m in (1, 3)]
     expected = (values[1] - values[0]) / (2 / 6)
     assert abs(float(net.depth_gradient(x, y)[layer]) - expected) < 1e-12
 
