@@ -14,6 +14,7 @@ an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -297,11 +298,12 @@ def train(
             def closure():
                 opt.zero_grad(set_to_none=True)
                 loss, metrics = _unpack(loss_fn(step))
-                if not bool(torch.isfinite(loss.detach())):
-                    raise NonFiniteLossError(f"{desc}: loss is {float(loss.detach())} at step {step}; "
+                value = float(loss.detach())  # one host sync per step, also the logged loss
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(f"{desc}: loss is {value} at step {step}; "
                                              "training diverged (try a smaller lr)")
                 loss.backward()
-                metrics_holder["loss"] = loss.detach()
+                metrics_holder["loss"] = value
                 metrics_holder["metrics"] = metrics
                 return loss
 
@@ -315,10 +317,12 @@ def train(
                 if grad_clip is not None:
                     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip)
                 else:
-                    grad_norm = torch.linalg.vector_norm(
-                        torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads \
-                        else torch.zeros(())
-                if not bool(torch.isfinite(grad_norm)):
+                    grad_norm = (torch.linalg.vector_norm(grads[0]) if len(grads) == 1 else
+                                 torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                                       for g in grads]))
+                                 if grads else torch.zeros(()))
+                grad_norm = float(grad_norm)
+                if not math.isfinite(grad_norm):
                     raise NonFiniteLossError(f"{desc}: gradient norm is {float(grad_norm)} at step {step}; "
                                              "training diverged (try a smaller lr)")
                 opt.step()
@@ -342,7 +346,8 @@ def train(
                 record.update({k: _float(v) for k, v in metrics_holder["metrics"].items()})
                 history.append(record)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3e}", refresh=False)
+            if not bar.disable:
+                bar.set_postfix(loss=f"{loss_value:.3e}", refresh=False)
             if path is not None and step_done % checkpoint_every == 0:
                 atomic_torch_save(state(), path)
             if callback is not None and callback(step, record or {"step": step, "loss": loss_value}):
