@@ -476,13 +476,47 @@ class _EquivariantFeatures(nn.Module):
         return self.skip(inputs) + self.network(inputs)
 
 
+class _MonotoneFeatures(nn.Module):
+    """1-D features strictly increasing in the particle's own coordinate for every parameter value:
+    ``y^k_i = |a_k| x_i + sum_m |v_km| tanh(|w_km| x_i + B_km(c(X), s_i))`` with the context
+    ``c(X) = mean_j phi(u_j)`` (``u`` = offsets from the centres and spin), the same for every
+    particle. So ``y^k_j - y^k_i`` has the sign of ``x_j - x_i``: each Vandermonde product vanishes
+    exactly on the coincidence planes, the nodes of the 1-D fermionic ground state, and nowhere
+    else, and the ``K`` products share one sign (no cancellation in their sum). Unconstrained
+    features can fold (``y_i = y_j`` at ``x_i != x_j``): spurious nodes where ``E_L ~ 1/distance``.
+    """
+
+    def __init__(self, system: _System, n_terms: int, width: int, depth: int, generator, dtype):
+        super().__init__()
+        n_inputs = system.n_centers + 1
+        self.context = mlp([n_inputs, *[width] * depth, width], generator, dtype)
+        self.shift = linear(width + 1, n_terms * width, generator, dtype)
+        self.slope = nn.Parameter(torch.ones(n_terms, dtype=dtype))
+        self.rate = nn.Parameter(random_tensor((n_terms, width), generator, dtype))
+        self.scale = nn.Parameter(random_tensor((n_terms, width), generator, dtype, 1 / math.sqrt(width)))
+
+    def forward(self, x: torch.Tensor, system: _System) -> torch.Tensor:
+        batch, n = x.shape[0], x.shape[1]
+        spins = system.spins.expand(batch, -1).unsqueeze(-1)
+        inputs = torch.cat([(x.unsqueeze(2) - system.centers).flatten(2), spins], -1)
+        context = self.context(inputs).mean(1, keepdim=True).expand(-1, n, -1)
+        shift = self.shift(torch.cat([context, spins], -1)).reshape(batch, n, *self.rate.shape)
+        position = x[..., :1]  # (B, N, 1)
+        units = torch.tanh(position.unsqueeze(-1) * self.rate.abs() + shift) * self.scale.abs()
+        return position * self.slope.abs() + units.sum(-1)
+
+
 class VandermondeAnsatz(_System):
     """``psi(X) = exp(J(X)) sum_{k=1..K} prod_{spins} prod_{i<j same spin} (y^k_j - y^k_i)``.
 
     ``y^k_i`` are scalar features, equivariant under permutations of equal-spin particles, and
     ``J`` is symmetric, so each product of pairwise differences (a Vandermonde determinant of the
     features) is antisymmetric at ``O(N^2)`` cost (Han, Li, Lin, Lu, Zhang, Zhang,
-    arXiv:1912.01765). Defaults: ``y = w . u_i + EquivariantLayer network``;
+    arXiv:1912.01765). Defaults: in 1-D ``y^k_i`` strictly increasing in ``x_i`` for any parameters
+    (a positive slope plus positive-weight tanh units whose shifts depend on a mean-pooled context),
+    so every product has exactly the ground state's nodes ``x_i = x_j`` (unconstrained features fold
+    at random initialisations, ``y_i = y_j`` at ``x_i != x_j``, and the spurious nodes give
+    heavy-tailed local energies); in ``d > 1`` ``y = w . u_i + EquivariantLayer network``;
     ``J = neural Jastrow + pair cusp - sum_i sum_m |sigma_m| dist(x_i, R_m)`` (the envelope).
 
     In more than one dimension with three or more particles of one spin the construction is
@@ -529,7 +563,8 @@ class VandermondeAnsatz(_System):
                           "generic nodal surface in d > 1 (see the docstring); expect a nodal error that "
                           "training does not remove, or use SlaterJastrow / BackflowDeterminant",
                           RuntimeWarning, stacklevel=2)
-        self.feature_network = (_EquivariantFeatures(self, n_terms, width, depth, generator, dtype)
+        features_class = _MonotoneFeatures if dim == 1 else _EquivariantFeatures
+        self.feature_network = (features_class(self, n_terms, width, depth, generator, dtype)
                                 if features is None else None)
         if log_symmetric is None:
             self.jastrow = _NeuralJastrow(self, jastrow_hidden, generator, dtype) if jastrow_hidden else None
