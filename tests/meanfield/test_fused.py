@@ -56,3 +56,19 @@ def test_squared_loss_rejects_bad_targets():
         model.squared_loss(x, torch.full((4,), float("nan"), dtype=torch.float64))
     with pytest.raises(ValueError):
         model.squared_loss(x, torch.zeros(4, dtype=torch.float64), block=0)
+
+
+def test_fused_workspace_reused_across_batch_sizes():
+    """The buffers kept on the model between calls (zero blocks of Z, kept [G; S]) are right whatever the
+    sequence of batch sizes and block sizes, against autograd through model(x) in float64."""
+    model = TwoLayerMeanField(150, 4, "tanh", bias_scale=0.5, generator=4, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    for batch, block in ((20, None), (5, 64), (33, None), (20, 7), (1, None)):
+        x = torch.randn(batch, 4, generator=g, dtype=torch.float64)
+        y = torch.randn(batch, generator=g, dtype=torch.float64)
+        reference = ((y - model(x)) ** 2).mean()
+        (grad_reference,) = torch.autograd.grad(reference, model.particles)
+        loss = model.squared_loss(x, y, block=block)
+        (grad,) = torch.autograd.grad(loss, model.particles)
+        assert abs(float(loss.detach()) - float(reference.detach())) < 1e-13
+        assert float((grad - grad_reference).abs().max()) < 1e-12 * float(grad_reference.abs().max())

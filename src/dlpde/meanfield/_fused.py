@@ -39,8 +39,7 @@ _KEPT_BYTES = 1 << 29
 
 
 def _sigmoid_slope(u, g, s):
-    torch.mul(g, g, out=s)
-    torch.sub(g, s, out=s)
+    torch.addcmul(g, g, g, value=-1.0, out=s)  # g - g^2
 
 
 def _unit(activation):
@@ -156,7 +155,9 @@ def fused_squared_loss(activation, particles, x, y, d, bias, block, with_gradien
         return loss, None
     scale = -2.0 / (n * batch)
     z = _buffer(workspace, "z", 2 * batch * width, x)[: 2 * batch * width].view(2 * batch, width)
-    z.zero_()
+    if workspace.get("z_shape") != (z.data_ptr(), batch, width):  # its zero blocks stay zero
+        z.zero_()
+        workspace["z_shape"] = (z.data_ptr(), batch, width)
     torch.mul(r, alpha * scale, out=z[:batch, 0])
     torch.mul(inputs, (r * (gamma * scale / c))[:, None], out=z[batch:, 1:])
     grad = torch.empty_like(particles)
