@@ -91,6 +91,23 @@ def test_patches_and_phantoms():
     assert ellipses.shape == (3, 32, 32) and torch.equal(ellipses, random_ellipses(3, 32, 4))
 
 
+def test_body_phantoms_fill_a_large_ellipse():
+    """random_ellipses(body=True): the support is the outer ellipse, whose area pi a b (a in
+    [0.6, 0.9], b in [0.75, 0.95], on the [-1, 1]^2 square of area 4) bounds the pixel count
+    (up to a one-pixel boundary band); the rim (value 1) is brighter than the lowered interior."""
+    size = 96
+    phantoms = random_ellipses(6, size, 2, body=True, dtype=torch.float64)
+    assert float(phantoms.min()) >= 0 and float(phantoms.max()) <= 1
+    band = 4 * math.pi * 0.95 / size  # perimeter <= 2 pi * 0.95 times one pixel (2 / size)
+    for phantom in phantoms:
+        area = 4 * float((phantom > 0).double().mean())
+        assert math.pi * 0.6 * 0.75 - band <= area <= math.pi * 0.9 * 0.95 + band
+        assert float(phantom.max()) == 1.0 and float(phantom[size // 2 - 2:size // 2 + 2].mean()) < 0.8
+        assert phantom[0, 0] == 0 and phantom[-1, -1] == 0
+    with pytest.raises(TypeError):
+        random_ellipses(2, 16, 1, body="yes")
+
+
 def test_import_pulls_no_heavy_modules():
     code = ("import sys, dlpde.inverse; bad = [m for m in ('matplotlib', 'skimage', 'pywt', 'e3nn', "
             "'jax') if m in sys.modules]; print(bad); assert not bad")

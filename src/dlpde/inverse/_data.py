@@ -167,23 +167,39 @@ def shepp_logan_phantom(size: int, dtype=torch.float32) -> torch.Tensor:
 
 
 def random_ellipses(count: int, size: int, generator, ellipses: int = 8,
-                    dtype=torch.float32) -> torch.Tensor:
+                    dtype=torch.float32, body: bool = False) -> torch.Tensor:
     """``count`` random phantoms (count, size, size): ``ellipses`` ellipses with random
     centres and axes inside the inscribed circle, random angles and intensities, clamped to
-    [0, 1]; drawn with ``generator``."""
+    [0, 1]; drawn with ``generator``.
+
+    ``body=True``: phantoms shaped like the Shepp-Logan one instead, a large ellipse of value 1
+    (semi-axes in [0.6, 0.9] x [0.75, 0.95]) with a thin rim (interior lowered by 0.8) holding
+    ``ellipses`` small low-contrast features (+-0.1 to 0.4) -- the large outer ellipse that the
+    default phantoms (semi-axes <= 0.4) never contain."""
     count = check_positive_int(count, "count", maximum=2**16)
     size = check_positive_int(size, "size", maximum=8192)
     ellipses = check_positive_int(ellipses, "ellipses", maximum=1024)
     dtype = check_dtype(dtype)
+    body = check_bool(body, "body")
     g = check_generator(generator)
     out = []
     for _ in range(count):
-        r = torch.rand(ellipses, 6, generator=g, dtype=torch.float64)
         params = []
+        scale = 1.0
+        if body:
+            r = torch.rand(4, generator=g, dtype=torch.float64).tolist()
+            a, b, angle, rim = 0.6 + 0.3 * r[0], 0.75 + 0.2 * r[1], 30 * (r[2] - 0.5), 0.02 + 0.04 * r[3]
+            params += [(1.0, a, b, 0.0, 0.0, angle), (-0.8, a - rim, b - rim, 0.0, 0.0, angle)]
+            scale = 0.5 * min(a, b) / 0.6
+        r = torch.rand(ellipses, 6, generator=g, dtype=torch.float64)
         for k in range(ellipses):
-            radius, theta = 0.6 * math.sqrt(float(r[k, 3])), 2 * math.pi * float(r[k, 4])
-            a, b = 0.05 + 0.35 * float(r[k, 1]), 0.05 + 0.35 * float(r[k, 2])
-            value = (0.2 + 0.8 * float(r[k, 0])) * (1 if k < 2 or float(r[k, 5]) > 0.3 else -0.5)
+            radius, theta = scale * 0.6 * math.sqrt(float(r[k, 3])), 2 * math.pi * float(r[k, 4])
+            if body:
+                a, b = 0.03 + 0.25 * float(r[k, 1]), 0.03 + 0.25 * float(r[k, 2])
+                value = (0.1 + 0.3 * float(r[k, 0])) * (1 if float(r[k, 5]) > 0.3 else -0.5)
+            else:
+                a, b = 0.05 + 0.35 * float(r[k, 1]), 0.05 + 0.35 * float(r[k, 2])
+                value = (0.2 + 0.8 * float(r[k, 0])) * (1 if k < 2 or float(r[k, 5]) > 0.3 else -0.5)
             params.append((value, a, b, radius * math.cos(theta), radius * math.sin(theta),
                            360 * float(r[k, 5])))
         out.append(_ellipses_image(params, size, dtype).clamp(0, 1))

@@ -24,6 +24,11 @@ from ._common import best_weight_tv, check_fields, markdown_table, scores
 # Measured at 64^2, 20 angles, 300 steps, lr 1e-3 (Shepp-Logan / mean held-out ellipses PSNR):
 # zero 17.60 / 23.83 dB, FBP 19.02 / 26.44 dB (FBP itself 17.75 / 23.42 dB); lr 5e-3 changed
 # neither by more than 0.4 dB.
+# body_fraction: the share of each training batch drawn as Shepp-Logan-like phantoms
+# (random_ellipses(body=True): a large outer ellipse with a rim and small interior features),
+# the rest default random ellipses. Same setting with FBP start, after 148 steps: Shepp-Logan
+# 18.93 -> 22.57 dB, held-out ellipses 26.08 -> 25.86 dB (the default phantoms have no
+# semi-axis above 0.4, the Shepp-Logan head is 0.69 x 0.92).
 WARM_STARTS = ("zero", "fbp")
 
 
@@ -32,6 +37,7 @@ class Config:
     MEANINGFUL_VALUES: typing.ClassVar[dict] = {
         "noise": (0,),  # noiseless sinograms
         "steps": (0,),  # 0: the learned primal-dual network is evaluated untrained
+        "body_fraction": (0,),  # 0: train on the default random ellipses only
     }
     size: int = 128
     angles: int = 30
@@ -44,6 +50,7 @@ class Config:
     lr: float = 1e-3
     batch: int = 2
     warm_start: str = "fbp"
+    body_fraction: float = 0.5
     tv_evaluations: int = 7
     tv_iterations: int = 300
     seed: int = 0
@@ -53,7 +60,8 @@ class Config:
         check_fields(self, positive=("angles", "test_ellipses", "iterations", "hidden", "batch",
                                      "tv_iterations"),
                      nonnegative=("steps",),
-                     reals={"noise": (0.0, 10.0, False), "lr": (0.0, 10.0, True)})
+                     reals={"noise": (0.0, 10.0, False), "lr": (0.0, 10.0, True),
+                            "body_fraction": (0.0, 1.0, False)})
         check_int(self.size, "size", minimum=8, maximum=1024)
         check_int(self.depth, "depth", minimum=2, maximum=50)
         check_int(self.tv_evaluations, "tv_evaluations", minimum=2)
@@ -98,8 +106,12 @@ def run(config: Config, run_dir) -> dict:
             return None
         return filtered_back_projection(radon, y, "hann").to(y.dtype)
 
+    bodies = round(config.body_fraction * config.batch)
+
     def loss_fn(step):
-        x = random_ellipses(config.batch, config.size, sample_generator).to(device)
+        parts = [random_ellipses(n, config.size, sample_generator, body=body)
+                 for n, body in ((config.batch - bodies, False), (bodies, True)) if n]
+        x = torch.cat(parts).to(device)
         y = noise(radon(x), sample_generator)
         return ((network(y, initial(y)) - x) ** 2).mean()
 
@@ -126,7 +138,8 @@ def run(config: Config, run_dir) -> dict:
         ["method", "Shepp-Logan", "random ellipses (mean PSNR)"], table) +
         f"\n\n{config.angles} angles in [0, 180), {config.size}^2 pixels, Gaussian noise "
         f"{config.noise:g} x max(sinogram); TV at its PSNR-best weight (oracle); the network never "
-        "saw the Shepp-Logan phantom nor the test ellipses; its initial image: "
+        "saw the Shepp-Logan phantom nor the test ellipses (trained on random ellipses, "
+        f"{config.body_fraction:.0%} of them Shepp-Logan-like); its initial image: "
         f"{'the Hann-filtered FBP' if config.warm_start == 'fbp' else 'zero'}.")
     panels = [clean[0]] + [estimates[m][0].float().clamp(0, 1) for m in estimates]
     titles = ["phantom"] + [f"{m}\n{metrics[f'shepp_logan.{m}.psnr']:.2f} dB" for m in estimates]
