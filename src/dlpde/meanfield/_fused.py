@@ -120,8 +120,9 @@ def fused_squared_loss(activation, particles, x, y, d, bias, block, with_gradien
     columns = width - 1
     inputs = _buffer(workspace, "inputs", batch * columns, x)[: batch * columns].view(batch, columns)
     torch.mul(x, c, out=inputs[:, :d])  # c (x, 1)
-    if bias:
-        inputs[:, d].fill_(c)
+    if bias and workspace.get("inputs_shape") != (inputs.data_ptr(), batch, columns, c):
+        inputs[:, d].fill_(c)  # the column of ones stays
+        workspace["inputs_shape"] = (inputs.data_ptr(), batch, columns, c)
     stacked = _buffer(workspace, "stacked", 2 * batch * (n if keep else block), x)
     pre = _buffer(workspace, "pre", batch * block, x) if needs_pre else None
 
@@ -130,7 +131,7 @@ def fused_squared_loss(activation, particles, x, y, d, bias, block, with_gradien
         m = stop - start
         hs = stacked[offset : offset + 2 * batch * m].view(2 * batch, m)
         g, s = hs[:batch], hs[batch:]
-        torch.mm(inputs, weights[start:stop].T, out=g)  # c u
+        torch.mm(inputs, (weights if m == n else weights[start:stop]).T, out=g)  # c u
         if needs_pre and with_slope:
             u = pre[: batch * m].view(batch, m)
             u.copy_(g)
@@ -142,11 +143,15 @@ def fused_squared_loss(activation, particles, x, y, d, bias, block, with_gradien
                 slope(None, g, s)
         return hs, g
 
-    f = x.new_zeros(batch)
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        _, g = block_values(start, stop, 2 * batch * start if keep else 0, keep)
-        f.addmv_(g, a[start:stop])
+    if block == n:  # one block (small n, GPU): fewer, larger ops
+        hs, g = block_values(0, n, 0, with_gradient)
+        f = torch.mv(g, a)
+    else:
+        f = x.new_zeros(batch)
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            _, g = block_values(start, stop, 2 * batch * start if keep else 0, keep)
+            f.addmv_(g, a[start:stop])
     r = torch.sub(y, f, alpha=alpha / n)
     if beta != 0.0:
         r.sub_(a.sum(), alpha=beta / n)
@@ -161,7 +166,9 @@ def fused_squared_loss(activation, particles, x, y, d, bias, block, with_gradien
     torch.mul(r, alpha * scale, out=z[:batch, 0])
     torch.mul(inputs, (r * (gamma * scale / c))[:, None], out=z[batch:, 1:])
     grad = torch.empty_like(particles)
-    for start in range(0, n, block):
+    if block == n:
+        torch.mm(hs.T, z, out=grad)
+    for start in range(0, n if block < n else 0, block):
         stop = min(start + block, n)
         if keep:
             m = stop - start
