@@ -47,3 +47,16 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_crossing_runs_the_min_of_heads_characteristic_solver(tmp_path):
+    study = discover_studies()["hjb.crossing"]
+    _, metrics = execute(study, "smoke", out=tmp_path, device="cpu",
+                         overrides=["characteristic_network=min_of_heads", "methods=characteristic,dgm"])
+    errors = metrics["d1"]["characteristic"]
+    assert all(0 < errors[k] < float("inf") for k in ("u_all", "u_near", "grad_all"))
+    with pytest.raises(ConfigError, match="hopf_lax_weight"):
+        execute(study, "smoke", out=tmp_path,
+                overrides=["characteristic_network=min_of_heads", "hopf_lax_weight=1"])
+    with pytest.raises(ConfigError, match="characteristic_network"):
+        execute(study, "smoke", out=tmp_path, overrides=["characteristic_network=resnet"])
