@@ -181,9 +181,11 @@ class TwoLayerMeanField(_TwoLayerParticles):
         """``(1/B) sum_b (y_b - f(x_b))^2`` as a 0-d tensor, differentiable in ``particles``.
 
         The same value and gradient as ``((y - model(x)) ** 2).mean()`` through autograd, computed
-        in two passes over blocks of ``block`` particles (default: about 2^15 / B on the CPU, all of
-        them on a GPU) with the gradient written out, so that no ``(B, n)`` temporary is made for
-        large ``n`` (``_fused.py``). This is the loss of ``mean_field_sgd`` for online SGD on the
+        together over blocks of ``block`` particles (default: about 2^15 / B on the CPU, all of
+        them on a GPU) with the gradient in closed form, one GEMM per block (``_fused.py``). The
+        blocks' activations and slopes (``2 B n`` numbers, up to 512 MiB, else recomputed) live in a
+        workspace kept on the model and reused by every step, so a step allocates only the gradient.
+        This is the loss of ``mean_field_sgd`` for online SGD on the
         squared loss: ``mean_field_sgd(model, lambda k: model.squared_loss(*sample(k)), ...)``.
         """
         self._check_input(x, (self.d,), "TwoLayerMeanField")
