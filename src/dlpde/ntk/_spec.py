@@ -807,7 +807,7 @@ class _PiecewiseLinear(_Activation):
     ``E[phi' phi'] = D = (a^2 + b^2)/2 - (a - b)^2 theta / (2 pi)``,
     ``E[phi phi] = D C + (a - b)^2 sqrt(q1 q2 - C^2) / (2 pi)``. ReLU: ``a, b = 0, 1``."""
 
-    temporaries = 2
+    temporaries = 1
 
     def slopes(self) -> tuple[float, float]:  # pragma: no cover - interface
         raise NotImplementedError
@@ -817,20 +817,21 @@ class _PiecewiseLinear(_Activation):
         return a * torch.clamp(x, max=0) + b * torch.clamp(x, min=0)
 
     def update(self, nngp, ntk, q1, q2):
-        # fused in place, three block-sized temporaries: norm = sqrt(q1 q2), rho = Sigma / norm,
-        # D: Theta' = D Theta, Sigma' = D Sigma + k norm sqrt(1 - rho^2), k = (a - b)^2 / (2 pi)
-        # (rho = 1 exactly where q1 = q2 = Sigma)
+        # fused in place with one block-sized temporary t: t = norm = sqrt(q1 q2), nngp <- rho =
+        # Sigma / norm (rho = 1 exactly where q1 = q2 = Sigma: sqrt(v v) = v in IEEE arithmetic),
+        # t <- D = (a^2 + b^2)/2 - k theta, Theta' = D Theta, t <- D rho,
+        # nngp <- Sigma' = norm (D rho + k sqrt(1 - rho^2)) with norm = sqrt(q1) sqrt(q2) applied
+        # as two broadcast (rank-one) factors, k = (a - b)^2 / (2 pi)
         a, b = self.slopes()
         k = (a - b) ** 2 / (2 * math.pi)
-        norm = torch.mul(q1, q2).sqrt_().clamp_min_(torch.finfo(nngp.dtype).tiny)
-        rho = torch.div(nngp, norm).clamp_(-1.0, 1.0)
-        sine = torch.addcmul(rho.new_ones(()), rho, rho, value=-1.0).clamp_min_(0.0).sqrt_().mul_(norm)
-        del norm
-        derivative = rho.arccos_().mul_(-k).add_((a * a + b * b) / 2)
+        t = torch.mul(q1, q2).sqrt_().clamp_min_(torch.finfo(nngp.dtype).tiny)
+        rho = nngp.div_(t).clamp_(-1.0, 1.0)
+        derivative = torch.arccos(rho, out=t).mul_(-k).add_((a * a + b * b) / 2)
         if ntk is not None:
             ntk.mul_(derivative)
-        nngp.mul_(derivative).add_(sine, alpha=k)
-        return nngp, ntk
+        value = derivative.mul_(rho)
+        sine = rho.mul_(rho).neg_().add_(1.0).clamp_min_(0.0).sqrt_()
+        return sine.mul_(k).add_(value).mul_(q1.sqrt()).mul_(q2.sqrt()), ntk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1870,6 +1871,7 @@ def analytic_kernels(spec, x1: torch.Tensor, x2: torch.Tensor | None = None,
                     target[cols, rows] = part.permute(1, 0, *range(2 + d, 2 + 2 * d), *range(2, 2 + d))
 
         store(*blocks[0], parts)
+        del parts  # the first block's kernels are stored: free them before the others
         _map_blocks(lambda rows_cols: store(*rows_cols, compute(*rows_cols)), blocks[1:], x1.device)
     return result if get == "both" else result[0]
 
