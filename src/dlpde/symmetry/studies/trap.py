@@ -234,9 +234,11 @@ def headline(metrics) -> dict:
         "numbers": numbers,
         "expectation": "for N = 4 the best ansatz within 1e-3 relative of E = 8, free and with the contact "
                        "interaction (60 VMC steps, 128 walkers).",
-        "full": "N = 4 free: Slater-Jastrow 8.00008 +- 8e-5 (relative 9.7e-6), backflow 3.0e-5, Vandermonde "
-                "2.7e-5 (target 1e-3: met); N = 2..8 free all within 2.6e-3; with contact within ~3e-4 of "
-                "the exact bracket except N = 5 Vandermonde (a training failure).",
+        "full": "N = 4 free: Slater-Jastrow 7.99985 +- 6e-5 (relative 1.9e-5), backflow 3.0e-5, Vandermonde "
+                "1.2e-5 (target 1e-3: met); every cell N = 2..8, free and with contact, within 2.1e-4 "
+                "(relative) of the exact bracket except N = 6 free Slater-Jastrow, 19.034 (5.7e-2: wrong "
+                "nodes, the sign of psi disagrees with the Vandermonde at 47% of configurations); N = 5 "
+                "contact Vandermonde 12.50333 +- 8.8e-4 (bracket [12.5, 12.50260]); 964 CPU s.",
         "figure": "convergence.png",
     }
 
