@@ -33,7 +33,7 @@ from ._control import (
 from ._hamiltonians import Hamiltonian, LQRHamiltonian, NormHamiltonian, QuadraticHamiltonian
 from ._hopf import hopf_value
 from ._hopf_lax import hopf_lax_min_of_convex, hopf_lax_value
-from ._networks import DGMNetwork, ValueNetwork
+from ._networks import DGMNetwork, MinOfHeadsNetwork, ValueNetwork
 from ._problems import (
     HJProblem,
     QuadraticPieces,
@@ -64,6 +64,7 @@ __all__ = [
     "CharacteristicPath",
     "ValueNetwork",
     "DGMNetwork",
+    "MinOfHeadsNetwork",
     "DGMSolver",
     "CharacteristicSolver",
     "ValueGradientSolver",
