@@ -16,21 +16,31 @@ thread settings. Time each side as the best of ``--repeats`` interleaved runs.
     python benchmarks/meanfield_particle_steps.py            # n = 1e3 .. 1e6 (about a minute)
     python benchmarks/meanfield_particle_steps.py --tiny     # seconds
     python benchmarks/meanfield_particle_steps.py --device cuda
+
+Both sides run on the same number of threads: ``OMP_NUM_THREADS`` (default 1), also given to
+NumPy's BLAS (``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``, set before NumPy loads) and to
+``torch.set_num_threads``; the counts each library reports are printed and written to the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import glob
 import json
 import os
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
+THREADS = int(os.environ.get("OMP_NUM_THREADS", "1"))
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = str(THREADS)
 
-from dlpde.meanfield import TwoLayerMeanField, mean_field_sgd
-from dlpde.shared import resolve_device
+import numpy as np  # noqa: E402  (after the thread settings)
+import torch  # noqa: E402
+
+from dlpde.meanfield import TwoLayerMeanField, mean_field_sgd  # noqa: E402
+from dlpde.shared import resolve_device  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -116,11 +126,15 @@ def main(argv=None) -> int:
     parser.add_argument("--tiny", action="store_true", help="n = 100, 1000 and a few steps (seconds)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--sizes", default=None, help="comma-separated n (default 1e3,1e4,1e5,1e6)")
     parser.add_argument("--json", default=str(RESULTS / "meanfield_particle_steps.json"))
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
+    torch.set_num_threads(THREADS)
     dtype = torch.float64
     sizes = (100, 1000) if args.tiny else (1_000, 10_000, 100_000, 1_000_000)
+    if args.sizes:
+        sizes = tuple(int(float(v)) for v in args.sizes.split(","))
     d, batch = (5, 8) if args.tiny else (10, 32)
     threads = _threads()
     print(f"two-layer mean-field online SGD, d={d}, batch={batch}, dlpde on {device} vs NumPy")
@@ -160,19 +174,23 @@ def main(argv=None) -> int:
 
 
 def _threads() -> dict:
-    """Thread settings of both sides (NumPy's BLAS pool via threadpoolctl when it is installed)."""
-    info = {"torch_intra_op": torch.get_num_threads(), "dlpde_kernel": 1}
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "MKL_NUM_THREADS"):
-        if name in os.environ:
-            info[name] = os.environ[name]
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return info
-    info["numpy_blas"] = [
-        {k: p.get(k) for k in ("internal_api", "num_threads", "architecture")} for p in threadpool_info()
-    ]
+    """Thread counts of both sides as the libraries report them (NumPy's OpenBLAS through its C API)."""
+    info = {"torch_intra_op": torch.get_num_threads(), "dlpde_kernel": 1, "numpy_blas": _numpy_blas_threads()}
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        info[name] = os.environ.get(name)
     return info
+
+
+def _numpy_blas_threads():
+    """The thread count of the OpenBLAS bundled with NumPy, or None where it cannot be asked."""
+    folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for path in glob.glob(os.path.join(folder, "*openblas*")):
+        library = ctypes.CDLL(path)
+        for symbol in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                       "openblas_get_num_threads"):
+            if hasattr(library, symbol):
+                return int(getattr(library, symbol)())
+    return None
 
 
 if __name__ == "__main__":
