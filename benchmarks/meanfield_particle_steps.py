@@ -85,7 +85,8 @@ def measure(n: int, d: int, batch: int, steps: int, device: torch.device, dtype:
 
     def run_torch(net, data):
         net.set_particles(start.to(net.particles.dtype))
-        mean_field_sgd(net, lambda k: net.squared_loss(*data[k]), steps * step, step, progress=False)
+        mean_field_sgd(net, lambda k: net.squared_loss(*data[k], set_grad=True), steps * step, step,
+                       progress=False)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 

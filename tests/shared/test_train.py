@@ -174,3 +174,25 @@ def test_a_malicious_checkpoint_is_refused(tmp_path, monkeypatch):
     with pytest.raises(CorruptRunFolderError, match="corrupted"):
         run.cached("garbled", lambda: 1)
     assert not (tmp_path / "pwned.txt").exists()
+
+
+def test_a_loss_that_sets_its_own_gradient_trains_like_autograd():
+    """The closed-form-gradient contract: set every parameter's .grad, return a detached loss."""
+    x, y = regression_problem()
+    finals = []
+    for own in (True, False):
+        w = torch.zeros(3, dtype=DT, requires_grad=True)
+
+        def loss(step, w=w, own=own):
+            if not own:
+                return ((x @ w - y) ** 2).mean()
+            r = x @ w.detach() - y
+            w.grad = 2 * x.T @ r / len(y)
+            return (r ** 2).mean()
+
+        train([w], loss, 50, optimizer="adam", lr=1e-2, progress=False)
+        finals.append(w.detach().clone())
+    torch.testing.assert_close(finals[0], finals[1], rtol=1e-12, atol=1e-12)
+    w = torch.zeros(3, dtype=DT, requires_grad=True)
+    with pytest.raises(ValueError, match="did not set the gradient of every parameter"):
+        train([w], lambda step: ((x @ w.detach() - y) ** 2).mean(), 3, progress=False)

@@ -119,8 +119,6 @@ def _unpack(out):
         raise ValueError(f"loss_fn must return a scalar tensor, got shape {tuple(loss.shape)}")
     if not isinstance(metrics, dict):
         raise TypeError(f"loss_fn's metrics must be a dict, got {type(metrics).__name__}")
-    if not loss.requires_grad:
-        raise ValueError("loss_fn returned a loss that does not depend on the parameters (no grad)")
     return loss.reshape(()), metrics
 
 
@@ -192,7 +190,11 @@ def train(
 
     Args:
         parameters: an ``nn.Module`` (its trainable parameters) or an iterable of tensors.
-        loss_fn: ``step -> loss`` or ``step -> (loss, metrics)``.
+        loss_fn: ``step -> loss`` or ``step -> (loss, metrics)``. A loss that requires grad is
+            differentiated by ``loss.backward()``. A loss function that computes its gradient in
+            closed form may instead set ``.grad`` of every parameter itself and return a loss that
+            does not require grad (no autograd graph, no backward pass); a parameter left without
+            a gradient is then an error, so a forgotten ``requires_grad`` still fails loudly.
         steps: total number of steps (a resumed run continues up to this number).
         optimizer, lr, weight_decay, optimizer_kwargs: see ``make_optimizer``.
         schedule, final_lr_factor: see ``make_schedule``.
@@ -302,7 +304,12 @@ def train(
                 if not math.isfinite(value):
                     raise NonFiniteLossError(f"{desc}: loss is {value} at step {step}; "
                                              "training diverged (try a smaller lr)")
-                loss.backward()
+                if loss.requires_grad:
+                    loss.backward()
+                elif any(p.grad is None for p in params):
+                    raise ValueError(f"{desc}: loss_fn returned a loss that does not depend on the parameters "
+                                     f"(no grad) at step {step} and did not set the gradient of every "
+                                     "parameter itself")
                 metrics_holder["loss"] = value
                 metrics_holder["metrics"] = metrics
                 return loss
