@@ -10,7 +10,8 @@ trained with mean-field time scaling (``mean_field_gradient_flow``, ``mean_field
   finite network and the radially symmetric reduction ``solve_radial_limit``;
 - ``MeanFieldResNet`` (ResNet / ResNeXt), the depth ODE ``resnet_limit``, its adjoint
   ``resnet_limit_adjoint``, the Wasserstein velocity ``particle_velocity``, block reordering, and
-  ``GaussianBlockMeasure`` (a block law with a closed-form mean field);
+  ``GaussianBlockMeasure`` (a block law with a closed-form mean field), and for linear blocks the
+  exact training on the unit moments (``linear_block_moments``, ``linear_resnet_training``);
 - ``coordinate_check``: on any model family, how activations, their updates and the empirical
   NTK scale with width, and the regime (lazy/NTK, mean-field, unstable, trivial) it implies.
 """
@@ -30,6 +31,8 @@ from ._resnet import (
     GaussianBlockMeasure,
     MeanFieldResNet,
     block_outputs,
+    linear_block_moments,
+    linear_resnet_training,
     particle_velocity,
     resnet_limit,
     resnet_limit_adjoint,
@@ -55,6 +58,8 @@ __all__ = [
     "sphere_moments",
     "GaussianBlockMeasure",
     "block_outputs",
+    "linear_block_moments",
+    "linear_resnet_training",
     "particle_velocity",
     "resnet_limit",
     "resnet_limit_adjoint",
