@@ -60,3 +60,10 @@ def test_crossing_runs_the_min_of_heads_characteristic_solver(tmp_path):
                 overrides=["characteristic_network=min_of_heads", "hopf_lax_weight=1"])
     with pytest.raises(ConfigError, match="characteristic_network"):
         execute(study, "smoke", out=tmp_path, overrides=["characteristic_network=resnet"])
+    with pytest.raises(ConfigError, match="head_dims"):  # smoke runs d = 1 only
+        execute(study, "smoke", out=tmp_path,
+                overrides=["characteristic_network=min_of_heads", "head_dims=2"])
+    from dlpde.hjb.studies.crossing import uses_heads
+
+    quick = study.presets["quick"]
+    assert [uses_heads(quick, d) for d in quick.dims] == [True, False, False]
