@@ -125,8 +125,10 @@ def test_wide_network_average_matches_analytic_kernels(name):
     Serial(ConvTranspose(256, (3,), (2,), "SAME", 1.3, 0.2), Relu(), Flatten(), Dense(OUTPUTS, 1.1, 0.1)),
     Serial(ConvTranspose(128, (2, 3), (1, 2), "VALID", 1.3, 0.2), Erf(), GlobalSumPool(), Dense(OUTPUTS)),
     Serial(ConvLocal(256, (3,), (1,), "SAME", 1.3, 0.2), Relu(), Flatten(), Dense(OUTPUTS, 1.1, 0.1)),
+    Serial(ConvLocal(256, (3,), (1,), "CIRCULAR", 1.3, 0.2), Relu(), GlobalSumPool(),
+           Dense(OUTPUTS, 0.5, 0.1)),
 ], ids=["sumpool_same_flatten", "sumpool_valid_global_sum", "conv_transpose_1d", "conv_transpose_2d",
-        "conv_local"])
+        "conv_local", "conv_local_global_sum"])
 def test_wide_convolutional_average_matches_analytic_kernels(spec):
     two_dimensional = isinstance(spec.layers[0], ConvTranspose) and spec.layers[0].filter_shape == (2, 3)
     x = _x(3, 2, 3, 3, seed=2) if two_dimensional else _x(3, 2, 6, seed=2)
@@ -134,6 +136,27 @@ def test_wide_convolutional_average_matches_analytic_kernels(spec):
     nngp, ntk = analytic_kernels(spec, x)
     _assert_mean_matches(nngps, nngp)
     _assert_mean_matches(ntks, ntk)
+
+
+def test_conv_local_then_pooling_keeps_the_cross_position_mean_terms():
+    """After ``ConvLocal`` the pre-activations at different positions are independent, but a ReLU's
+    outputs there still correlate through their means, ``E[relu(u_t)] E[relu(u_s)] > 0``, and a global
+    sum pools those cross terms. A kernel that keeps only the spatial diagonal after ``ConvLocal`` (a
+    tempting shortcut, since the pre-activations' off-diagonal covariances are zero) is rejected by
+    the wide networks; the full kernel is not."""
+    length = 6
+    pooled = Serial(ConvLocal(256, (3,), (1,), "CIRCULAR", 1.3, 0.2), Relu(), GlobalSumPool(),
+                    Dense(OUTPUTS, 0.5, 0.1))
+    flat = Serial(ConvLocal(256, (3,), (1,), "CIRCULAR", 1.3, 0.2), Relu(), Flatten(),
+                  Dense(OUTPUTS, 0.5, 0.1))
+    x = _x(3, 2, length, seed=2)
+    nngps, _ = _monte_carlo(pooled, x, seeds=24)
+    full = analytic_kernels(pooled, x)[0]
+    diagonal_only = length * (analytic_kernels(flat, x)[0] - 0.1**2) + 0.1**2  # sum_t K[t, t] read out
+    _assert_mean_matches(nngps, full)
+    assert (full - diagonal_only).min() > 0.1 * full.abs().max()  # the cross terms are not small
+    with pytest.raises(AssertionError):
+        _assert_mean_matches(nngps, diagonal_only)
 
 
 def test_wide_self_attention_average_matches_analytic_kernels():

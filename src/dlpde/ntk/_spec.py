@@ -500,8 +500,9 @@ class ConvLocal(Conv):
     """Locally connected layer: a ``Conv`` whose filter (and bias) differ at every output
     position (neural-tangents' ``ConvLocal``). Different positions have independent weights, so
     the kernels are ``Conv``'s on the spatial diagonal (``t = t'``) and zero elsewhere. (Against
-    neural-tangents 0.6.5: equal in 1-D, and in 2-D as a first layer or with square filters; a
-    non-square 2-D filter after a shared ``Conv`` differs from it, not yet resolved.)"""
+    neural-tangents 0.6.5: equal in 1-D, and in 2-D as a first layer or with square filters; after a
+    shared ``Conv``, a non-square 2-D filter followed by an activation differs from it, and wide
+    finite networks agree with this kernel, not with neural-tangents': tested.)"""
 
     def kernel(self, state):
         state = super().kernel(state)
