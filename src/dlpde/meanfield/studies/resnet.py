@@ -884,5 +884,6 @@ STUDY = Study(
     config=Config,
     presets={"smoke": _SMOKE, "quick": _QUICK, "full": Config(), "paper": _PAPER},
     run=run,
-    citations=("lu2020meanfield", "e2020continuous", "xie2017resnext", "mei2018meanfield"),
+    citations=("lu2020meanfield", "e2020continuous", "xie2017resnext", "mei2018meanfield", "chizat2025hidden",
+               "chaintron2026resnets"),
 )
