@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -27,15 +29,25 @@ def point_seed(seed: int, *parts) -> int:
 
 
 def train_and_measure(hamiltonian, ansatz: str, ansatz_options: dict, config, seed: int, checkpoint,
-                      resume: bool, desc: str) -> dict:
+                      resume: bool, desc: str, prepare=None) -> dict:
     """Optimise ``ANSATZE[ansatz]`` on ``hamiltonian`` with the VMC settings of ``config``
     (``walkers``, ``steps``, ``metropolis_steps``, ``burn_in``, ``optimizer``, ``lr``,
     ``eval_steps``, ``eval_thin``, ``dtype``, ``device``); return the history and the estimate
     as NumPy arrays and floats (the time per step is the median over the steps of sampling plus
-    local energies plus gradient)."""
+    local energies plus gradient).
+
+    ``prepare(wavefunction) -> dict`` (optional, e.g. a pretraining) runs on the new ansatz before
+    VMC; its entries join the result, with ``prepare_cpu_seconds``. It is skipped when a VMC
+    checkpoint is resumed (the checkpoint holds the prepared and trained parameters); its entries
+    are then missing."""
     device, dtype = resolve_device(config.device), resolve_dtype(config.dtype)
     wavefunction = ANSATZE[ansatz].from_hamiltonian(hamiltonian, generator=seed, dtype=dtype,
                                                     **ansatz_options).to(device)
+    prepared = {}
+    if prepare is not None and not (resume and checkpoint is not None and Path(checkpoint).exists()):
+        cpu = time.process_time()
+        prepared = dict(prepare(wavefunction))
+        prepared["prepare_cpu_seconds"] = time.process_time() - cpu
     vmc = VMC(hamiltonian, wavefunction, n_walkers=config.walkers, optimizer=config.optimizer, lr=config.lr,
               steps_per_iteration=config.metropolis_steps, burn_in=config.burn_in, generator=seed)
     history = vmc.run(config.steps, checkpoint=checkpoint, resume=resume, checkpoint_every=25, desc=desc)
@@ -51,6 +63,7 @@ def train_and_measure(hamiltonian, ansatz: str, ansatz_options: dict, config, se
         "n_parameters": sum(p.numel() for p in wavefunction.parameters()),
         "seconds_per_step": float(np.median([row["seconds"] for row in history])),
         "cpu_seconds_per_step": float(np.median([row["cpu_seconds"] for row in history])),
+        **prepared,
     }
 
 
