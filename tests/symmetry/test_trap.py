@@ -79,3 +79,11 @@ def test_pretraining_refuses_what_it_cannot_fit():
         with pytest.raises(ValueError, match=field):
             trap.pretrain_hermite(wavefunction, **kwargs)
     assert trap.pretrain_hermite(wavefunction, 0).size == 0  # only the envelope decays set
+
+
+def test_config_pretrains_only_ansaetze_with_orbitals():
+    assert set(trap.Config().pretrain_ansatze) == {"slater_jastrow", "backflow"}
+    with pytest.raises(ValueError, match="pretrain_ansatze"):
+        trap.Config(pretrain_ansatze=("vandermonde",))
+    with pytest.raises(ValueError, match="pretrain_decay"):
+        trap.Config(pretrain_decay=0.0)
