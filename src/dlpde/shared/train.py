@@ -307,9 +307,9 @@ def train(
                 if loss.requires_grad:
                     loss.backward()
                 elif any(p.grad is None for p in params):
-                    raise ValueError(f"{desc}: loss_fn returned a loss that does not depend on the parameters "
-                                     f"(no grad) at step {step} and did not set the gradient of every "
-                                     "parameter itself")
+                    raise ValueError(f"{desc}: loss_fn returned a loss that does not depend on the "
+                                     f"parameters (no grad) at step {step} and did not set the gradient "
+                                     "of every parameter itself")
                 metrics_holder["loss"] = value
                 metrics_holder["metrics"] = metrics
                 return loss
