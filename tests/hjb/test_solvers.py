@@ -295,6 +295,40 @@ def test_pieces_training_reaches_the_kinked_solution_in_one_dimension():
     assert error < 0.35, error
 
 
+def test_foot_newton_finds_each_branch_momentum_from_a_wrong_start():
+    """One Newton iteration on y + t H_p(grad g_k(y)) = x from the foot of a perturbed network's p
+    gives grad u_k(x, t) of the exact branch (quadratic g_k and H: Newton is exact), in d = 3;
+    without the iteration the perturbation is still there."""
+    problem = min_of_quadratics_problem(3)
+    branches = _branch_problems(3)
+    x, t = problem.sample(64, make_generator(5))
+    x, t = x.double(), t.double()
+    wrong = ExactHeads(3, 0.5)
+    for newton in (0, 1):
+        solver = CharacteristicSolver(problem, wrong, pieces=True, foot_newton=newton, dtype=torch.float64,
+                                      method="euler", steps=1)
+        for k, (piece, branch) in enumerate(zip(problem.initial_pieces, branches)):
+            xk = x.clone().requires_grad_(True)
+            (p,) = torch.autograd.grad(wrong.each_head(xk.expand(3, -1, -1), t.expand(3, -1))[k].sum(), xk)
+            momentum = solver._solve_momentum(piece, x, t, p)
+            error = float((momentum - branch.exact_gradient(x, t)).abs().max())
+            assert (error < 1e-10) if newton else (error > 1e-2), (newton, k, error)
+
+
+def test_gradient_weight_needs_pieces_and_the_solved_foot():
+    problem = min_of_quadratics_problem(2)
+    with pytest.raises(ValueError, match="foot_newton"):
+        CharacteristicSolver(problem, foot_newton=1)
+    with pytest.raises(ValueError, match="gradient_weight needs foot_newton"):
+        CharacteristicSolver(problem, pieces=True, gradient_weight=1.0)
+    with pytest.raises(ValueError, match="foot_newton"):
+        CharacteristicSolver(problem, pieces=True, foot_newton=-1)
+    solver = CharacteristicSolver(problem, ExactHeads(2), pieces=True, foot_newton=1, gradient_weight=1.0,
+                                  dtype=torch.float64, method="euler", steps=1)
+    loss, metrics = solver.loss(0)
+    assert float(loss.detach()) < 1e-20 and "gradient" in metrics
+
+
 def test_pieces_option_rejects_what_it_cannot_use():
     from dlpde.hjb import kink_problem
 

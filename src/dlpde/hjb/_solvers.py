@@ -235,6 +235,15 @@ class CharacteristicSolver(_NeuralSolver):
             the current heads, detached, at the interior points and from the exact ``g_k`` at the
             initial points), so that each head spends its capacity where it is the minimum or close
             to it; ``None``: every point counts fully for every head.
+        foot_newton: with ``pieces``, the number of Newton iterations that solve the
+            characteristic equation ``y + t H_p(grad g_k(y)) = x`` for head ``k``'s foot ``y``,
+            started from the network's ``p`` (0: the foot the network's ``p`` gives, the workshop's
+            loss as it is). Each piece being convex, the solution is the one characteristic of
+            ``u_k`` through ``(x, t)``, so with it the path targets are exact values of ``u_k`` and the
+            path loss is regression on them (one iteration is exact for quadratic ``g_k`` and ``H``).
+        gradient_weight: with ``pieces``, weight of ``mean |grad u_k(x, t) - p_k|^2`` with ``p_k`` the
+            characteristic's momentum (constant along it for state-independent ``H``); a Sobolev
+            term that needs ``foot_newton >= 1`` (without it ``p_k`` is the network's own gradient).
     """
 
     def __init__(
@@ -256,6 +265,8 @@ class CharacteristicSolver(_NeuralSolver):
         pieces: bool = False,
         head_band: float | None = None,
         head_floor: float = 0.1,
+        foot_newton: int = 0,
+        gradient_weight: float = 0.0,
         seed: int = 0,
         dtype=torch.float32,
         device="cpu",
@@ -267,6 +278,12 @@ class CharacteristicSolver(_NeuralSolver):
         self.head_floor = check_real(head_floor, "head_floor", 0.0, 1.0)
         if head_band is not None and not pieces:
             raise ValueError("head_band weights the heads of pieces=True; leave it None otherwise")
+        self.foot_newton = check_int(foot_newton, "foot_newton", minimum=0)
+        self.gradient_weight = float(check_positive(gradient_weight, "gradient_weight", allow_zero=True))
+        if (self.foot_newton or self.gradient_weight) and not pieces:
+            raise ValueError("foot_newton and gradient_weight apply to pieces=True; leave them 0 otherwise")
+        if self.gradient_weight and not self.foot_newton:
+            raise ValueError("gradient_weight needs foot_newton >= 1 (the exact momentum of each head)")
         if pieces:
             hamiltonian = problem.hamiltonian
             if not problem.initial_pieces:
@@ -343,6 +360,28 @@ class CharacteristicSolver(_NeuralSolver):
         gap = values - values.min(0, keepdim=True).values
         return self.head_floor + (1 - self.head_floor) * torch.exp(-gap / self.head_band)
 
+    def _solve_momentum(self, piece, x, t, p):
+        """``grad g_k(y)`` at the foot ``y`` of the characteristic of ``u_k`` through ``(x, t)``:
+        ``foot_newton`` Newton iterations on ``F(y) = y + t H_p(grad g_k(y)) - x`` (Jacobian
+        ``I + t H_pp grad^2 g_k``, the Hessian of ``g_k`` by autograd) from ``y = x - t H_p(p)``."""
+        hamiltonian, d = self.problem.hamiltonian, x.shape[1]
+        x, t, p = x.detach(), t.detach()[:, None], p.detach()
+        eye = torch.eye(d, dtype=x.dtype, device=x.device)
+        with torch.enable_grad():
+            y = x - t * hamiltonian.grad_p(x, p)
+            for _ in range(self.foot_newton):
+                y = y.detach().requires_grad_(True)
+                (q,) = torch.autograd.grad(piece(y).sum(), y, create_graph=True)
+                curvature = torch.stack(
+                    [torch.autograd.grad(q[:, j].sum(), y, retain_graph=True)[0] for j in range(d)], 1
+                )
+                jacobian = eye + t[..., None] * hamiltonian.hessian(x, q.detach())[:, d:, d:] @ curvature
+                residual = y + t * hamiltonian.grad_p(x, q) - x
+                y = y - torch.linalg.solve(jacobian, residual.detach().unsqueeze(-1)).squeeze(-1)
+            y = y.detach().requires_grad_(True)
+            (q,) = torch.autograd.grad(piece(y).sum(), y)
+        return q
+
     def _pieces_loss(self):
         """The loss summed over heads: head ``k`` with the initial data ``g_k``."""
         problem, hamiltonian, network = self.problem, self.problem.hamiltonian, self.network
@@ -359,6 +398,9 @@ class CharacteristicSolver(_NeuralSolver):
         residual = (weight * residual.square()).mean() * k
         fractions, weights = self._quadrature()
         p = u_x.detach() if self.stop_gradient else u_x
+        if self.foot_newton:
+            p = torch.stack([self._solve_momentum(piece, x, t, p[head])
+                             for head, piece in enumerate(problem.initial_pieces)])
         nodes, z, times = [], [], None
         for head, piece in enumerate(problem.initial_pieces):
             path = backward_characteristics(
@@ -374,7 +416,12 @@ class CharacteristicSolver(_NeuralSolver):
         misfit = (network.each_head(y.expand(k, *y.shape), zeros) - targets).square()
         initial = (initial_weight * misfit).mean() * k
         loss = self.path_weight * path_loss + self.residual_weight * residual + self.initial_weight * initial
-        return loss, {"path": path_loss, "residual": residual, "initial": initial}
+        metrics = {"path": path_loss, "residual": residual, "initial": initial}
+        if self.gradient_weight:
+            sobolev = (weight * (u_x - p).square().sum(-1)).mean() * k
+            loss = loss + self.gradient_weight * sobolev
+            metrics["gradient"] = sobolev
+        return loss, metrics
 
     def loss(self, step):
         if self.pieces:
