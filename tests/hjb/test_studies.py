@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from dlpde._registry import discover_studies
+from dlpde.hjb._networks import MinOfHeadsNetwork
 from dlpde.shared.kernels import compare_kernel
 from dlpde.shared.studies import ConfigError, execute
 
@@ -67,3 +68,22 @@ def test_crossing_runs_the_min_of_heads_characteristic_solver(tmp_path):
 
     quick = study.presets["quick"]
     assert [uses_heads(quick, d) for d in quick.dims] == [True, False, False]
+
+
+def test_crossing_head_width_sets_the_width_of_the_heads_only(tmp_path, monkeypatch):
+    from dlpde.hjb.studies import crossing
+
+    widths = []
+
+    def recording(dim, heads, width, *args, **kwargs):
+        widths.append(width)
+        return MinOfHeadsNetwork(dim, heads, width, *args, **kwargs)
+
+    monkeypatch.setattr(crossing, "MinOfHeadsNetwork", recording)
+    study = discover_studies()["hjb.crossing"]
+    for head_width, expected in ((0, 8), (5, 5)):  # smoke: width 8; 0 means "as width"
+        execute(study, "smoke", out=tmp_path / str(head_width), device="cpu", overrides=[
+            "characteristic_network=min_of_heads", "methods=characteristic", f"head_width={head_width}"])
+        assert widths.pop() == expected
+    with pytest.raises(ConfigError, match="head_width"):
+        execute(study, "smoke", out=tmp_path, overrides=["head_width=-1"])

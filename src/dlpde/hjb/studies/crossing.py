@@ -60,6 +60,7 @@ class Config:
     characteristic_network: str = "dgm"
     head_dims: tuple[int, ...] = ()  # with "min_of_heads": the dims that use it; () = every one
     head_band: float = 0.05
+    head_width: int = 0  # min-of-heads: hidden width of each head (0: width, as the other methods)
     characteristic_lr: float = 1e-2
     foot_newton: int = 1  # min-of-heads: Newton iterations for each head's characteristic foot
     gradient_weight: float = 1.0  # min-of-heads: the Sobolev term on the characteristic's momentum
@@ -76,6 +77,7 @@ class Config:
     # foot_newton=0, gradient_weight=0: the min-of-heads loss with the network's own feet
     MEANINGFUL_VALUES: typing.ClassVar[dict] = {
         "hopf_lax_weight": (0,), "data_starts": (0,), "foot_newton": (0,), "gradient_weight": (0,),
+        "head_width": (0,),
     }
 
     def __post_init__(self):
@@ -93,6 +95,7 @@ class Config:
             raise ValueError(f"head_dims must be a tuple of entries of dims {self.dims}, "
                              f"got {self.head_dims!r}")
         check_positive(self.head_band, "head_band")
+        check_int(self.head_width, "head_width", minimum=0)
         check_positive(self.characteristic_lr, "characteristic_lr")
         check_int(self.foot_newton, "foot_newton", minimum=0)
         check_positive(self.gradient_weight, "gradient_weight", allow_zero=True)
@@ -134,7 +137,8 @@ def fit_point(task) -> dict:
     bvp_options = {"segments": 1, "steps_per_segment": 1, "method": "euler"}  # exact: straight lines
     heads = method == "characteristic" and uses_heads(config, dim)
     if heads:
-        network = MinOfHeadsNetwork(dim, len(problem.initial_pieces), config.width, config.layers,
+        network = MinOfHeadsNetwork(dim, len(problem.initial_pieces), config.head_width or config.width,
+                                    config.layers,
                                     radius=problem.radius, horizon=problem.horizon, seed=seed, device=device)
         solver = CharacteristicSolver(
             problem, network, pieces=True, head_band=config.head_band, foot_newton=config.foot_newton,
@@ -439,7 +443,9 @@ STUDY = Study(
             foot_newton=0,  # the workshop's loss as it is (the numbers in the expectation)
             gradient_weight=0.0,
         ),
-        "full": Config(steps=(3000, 1500, 3000, 2500), characteristic_network="min_of_heads"),
+        "full": Config(
+            steps=(3000, 1500, 3000, 10000), characteristic_network="min_of_heads", head_width=100
+        ),
         "paper": Config(
             dims=(1, 2, 10, 50, 100),
             steps=(10000, 10000, 20000, 20000, 20000),

@@ -310,7 +310,7 @@ STUDY = Study(
             test_points=500,
         ),
         "quick": Config(dims=(1,), steps=300, pretrain_steps=200, width=16, batch_size=128, test_points=4000),
-        "full": Config(),
+        "full": Config(steps=3000, width=64, layers=3, lr=1e-2),
         "paper": Config(
             dims=(1, 2, 10), steps=10000, pretrain_steps=3000, width=64, layers=3, batch_size=1024
         ),
