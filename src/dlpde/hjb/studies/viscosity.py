@@ -9,6 +9,12 @@ move it away?; ``pretrain_steps`` of regression at ``pretrain_lr``: 2000 steps a
 0.07-0.09 from the spurious solution in d = 2, where 500 at 2e-3 left 0.6). Reported: the
 relative L2 distance of the result to each candidate, and the loss
 of each method evaluated on each candidate itself.
+
+Full preset (width 64, 3 layers, 3000 steps at lr 1e-2; 1210 s wall, 2027 s CPU on 2 workers),
+distance to the viscosity solution, default / spurious start: g = |x|, characteristic + Hopf-Lax
+0.0097 / 0.017 (d = 1) and 0.044 / 0.037 (d = 2); characteristic alone 0.020 / 0.039 and
+0.074 / 0.097; DGM 0.089 / 0.100 and 0.36 / 0.35. g = 0: every method within 0.002. Every run ends
+about 1.0 from the spurious solution.
 """
 
 from __future__ import annotations

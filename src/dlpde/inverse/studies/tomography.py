@@ -151,7 +151,7 @@ def run(config: Config, run_dir) -> dict:
 _SMOKE = Config(size=24, angles=6, test_ellipses=1, iterations=2, hidden=4, steps=2, batch=1,
                 tv_evaluations=3, tv_iterations=20)
 _QUICK = Config(size=64, angles=20, iterations=5, steps=300, lr=2e-3, tv_evaluations=6, tv_iterations=200)
-_FULL = Config(steps=600)
+_FULL = Config(steps=2000)
 _PAPER = Config(size=256, angles=60, iterations=10, hidden=32, steps=20000, batch=8, tv_iterations=1000)
 
 STUDY = Study(
