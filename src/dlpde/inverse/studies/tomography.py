@@ -2,6 +2,10 @@
 random-ellipse phantoms: filtered back-projection, TV by Chambolle-Pock (PSNR-best weight,
 non-negative), and a learned primal-dual network (Adler & Oktem 2018) trained on random
 ellipses with fresh noise each step.
+
+Full preset (128^2, 30 angles, 1 % noise, 2000 training steps; 942 s wall, 665 s CPU), PSNR dB on
+Shepp-Logan / mean of the 4 held-out ellipse phantoms: learned primal-dual 29.51 / 30.10, TV at its
+PSNR-best weight 25.13 / 27.75, Hann FBP 19.64 / 24.62. With 600 steps it was 25.78 / 28.98.
 """
 
 from __future__ import annotations
