@@ -444,7 +444,7 @@ STUDY = Study(
             gradient_weight=0.0,
         ),
         "full": Config(
-            steps=(3000, 1500, 3000, 10000), characteristic_network="min_of_heads", head_width=100
+            steps=(3000, 3000, 3000, 10000), characteristic_network="min_of_heads", head_width=100
         ),
         "paper": Config(
             dims=(1, 2, 10, 50, 100),
