@@ -10,9 +10,10 @@ preset uses it in d = 1), the characteristic solver with a
 ``MinOfHeadsNetwork``: one smooth head per convex piece ``g_k`` trained by the characteristic loss
 from ``g_k`` at ``characteristic_lr``, so that the minimum of the heads carries the kinks exactly.
 The full preset uses it in every dimension with ``foot_newton=1`` (each head's characteristic foot
-solved by Newton, so its momentum is exact) and ``gradient_weight=1`` (a Sobolev term fitting
-``grad`` of each head to that momentum): measured relative L2 error of ``u`` on all points 8.2e-3,
-7.1e-3, 9.2e-3 and 3.8e-2 in d = 1, 2, 10, 50, against 3-6 % for DGM. Without the two options
+solved by Newton, so its momentum is exact), ``gradient_weight=1`` (a Sobolev term fitting
+``grad`` of each head to that momentum) and heads of width ``head_width=100``: measured relative L2
+error of ``u`` on all points 5.6e-3, 4.4e-3, 5.4e-3 and 9.0e-3 in d = 1, 2, 10, 50, against
+2.4-12.6 % for DGM (with heads of width 50 and 2500 steps, d = 50 stayed at 3.8e-2). Without the two options
 (the quick preset's setting) the heads are less accurate away from the kinks (1.6e-1 in d = 1 at
 1500 steps). The methods'
 relative L2 errors of ``u`` and ``grad u`` are measured against the exact solution on random test
@@ -403,11 +404,12 @@ def headline(metrics) -> dict:
             "size (the targets are the full preset's)."
         ),
         "full": (
-            "full preset (min-of-heads characteristic solver with Newton feet and the Sobolev term in "
-            "every d; DGM and value-gradient with the DGMNetwork): relative L2 error of u on all points, "
-            "characteristic / DGM / value-gradient: d = 1 8.20e-3 / 3.15e-2 / 2.68e-2, d = 2 7.14e-3 / "
-            "5.71e-2 / 2.29e-2, d = 10 9.22e-3 / 2.40e-2 / 9.90e-3, d = 50 3.77e-2 / 5.65e-2 / 1.86e-2; "
-            "near the kinks in d = 1 6.57e-3 against DGM 5.66e-2 (480 s CPU, 274 s wall on 2 workers)."
+            "full preset (min-of-heads characteristic solver with Newton feet, the Sobolev term and heads "
+            "of width 100 in every d; DGM and value-gradient with the DGMNetwork of width 50): relative L2 "
+            "error of u on all points, characteristic / DGM / value-gradient: d = 1 5.61e-3 / 3.15e-2 / "
+            "2.68e-2, d = 2 4.40e-3 / 3.72e-2 / 2.12e-2, d = 10 5.41e-3 / 2.40e-2 / 9.90e-3, d = 50 "
+            "8.99e-3 / 1.26e-1 / 9.38e-3; near the kinks in d = 1 5.80e-3 against DGM 5.66e-2 (1460 s CPU, "
+            "1136 s wall on 2 workers)."
         ),
         "figure": "crossing_1d.png",
     }
