@@ -13,11 +13,11 @@ The full preset uses it in every dimension with ``foot_newton=1`` (each head's c
 solved by Newton, so its momentum is exact), ``gradient_weight=1`` (a Sobolev term fitting
 ``grad`` of each head to that momentum) and heads of width ``head_width=100``: measured relative L2
 error of ``u`` on all points 5.6e-3, 4.4e-3, 5.4e-3 and 9.0e-3 in d = 1, 2, 10, 50, against
-2.4-12.6 % for DGM (with heads of width 50 and 2500 steps, d = 50 stayed at 3.8e-2). Without the two options
-(the quick preset's setting) the heads are less accurate away from the kinks (1.6e-1 in d = 1 at
-1500 steps). The methods'
-relative L2 errors of ``u`` and ``grad u`` are measured against the exact solution on random test
-points, separately within ``kink_band`` of a tie and away from it.
+2.4-12.6 % for DGM (with heads of width 50 and 2500 steps, d = 50 stayed at 3.8e-2). Without the
+two options (the quick preset's setting) the heads are less accurate away from the kinks (1.6e-1
+in d = 1 at 1500 steps). The methods' relative L2 errors of ``u`` and ``grad u`` are measured
+against the exact solution on random test points, separately within ``kink_band`` of a tie and
+away from it.
 """
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ def fit_point(task) -> dict:
     bvp_options = {"segments": 1, "steps_per_segment": 1, "method": "euler"}  # exact: straight lines
     heads = method == "characteristic" and uses_heads(config, dim)
     if heads:
-        network = MinOfHeadsNetwork(dim, len(problem.initial_pieces), config.head_width or config.width,
-                                    config.layers,
+        width = config.head_width or config.width
+        network = MinOfHeadsNetwork(dim, len(problem.initial_pieces), width, config.layers,
                                     radius=problem.radius, horizon=problem.horizon, seed=seed, device=device)
         solver = CharacteristicSolver(
             problem, network, pieces=True, head_band=config.head_band, foot_newton=config.foot_newton,
