@@ -10,8 +10,9 @@ from dlpde.shared.studies import make_config
 STUDIES = {"denoise": denoise.STUDY, "deblur": deblur.STUDY, "lista": lista.STUDY,
            "tomography": tomography.STUDY}
 BAD = {
-    "denoise": ["batch=-4", "batch=0", "stages=0", "sigmas=0", "sigmas=300", "sigmas=30", "network_lr=nan",
-                "patch=8", "methods=TRD,bogus", "test_images=moon", "test_size=3", "network_steps=-1"],
+    "denoise": ["batch=-4", "warm_from=30", "stages=0", "sigmas=0", "sigmas=300", "sigmas=30",
+                "diffusion_lr=nan", "patch=8", "methods=TRD,bogus", "test_images=moon", "test_size=3",
+                "dncnn_steps=-1,5", "trd_steps=100"],
     "deblur": ["size=0", "steps=-1", "noise=0", "lr=-1", "blurs=box", "test_images=moon", "patch=4096",
                "tv_evaluations=1", "gaussian_sigma=inf"],
     "lista": ["measurements=0", "layers=-1", "probability=0", "probability=1.5", "steps_per_stage=1,2,-3",

@@ -98,7 +98,9 @@ def denoiser_test_psnr(model: torch.nn.Module, sigma: float, images=("camera", "
     return out
 
 
-def _sampler(sigma: float, batch: int, patch: int, device):
+def training_sampler(sigma: float, batch: int, patch: int, device="cpu"):
+    """``sample(generator) -> (noisy, clean)``: ``batch`` random ``patch`` x ``patch`` crops of the
+    training images at native resolution (8 flips/transposes) and their noisy copies at ``sigma``."""
     images = training_images(max_side=None)
     noise = GaussianNoise(sigma / 255)
 
@@ -110,14 +112,16 @@ def _sampler(sigma: float, batch: int, patch: int, device):
 
 
 def train_denoiser(model: torch.nn.Module, method: str, sigma: float, recipe: dict, seed: int = 0,
-                   checkpoint_dir=None, progress: bool = False, device="cpu") -> list[dict]:
+                   checkpoint_dir=None, progress: bool = False, device="cpu", callback=None) -> list[dict]:
     """Train ``model`` (a ``build_denoiser(method)``) at noise level ``sigma`` (0-255) with
     ``recipe`` (keys of ``RECIPES[method]``; ``greedy_steps`` 0 skips TRD's greedy phase, as for
-    a warm start). Returns the history rows of ``dlpde.shared.train`` (loss per step)."""
+    a warm start). ``callback(stage, model)``: run after each of TRD's greedy stages. Returns the
+    history rows of ``dlpde.shared.train`` (loss per step); a run with a ``checkpoint_dir``
+    resumes from it."""
     check_choice(method, "method", PRETRAINED_METHODS)
     sigma = check_real(sigma, "sigma", 0.0, 255.0, strict_minimum=True)
     steps = check_positive_int(recipe["steps"], "steps")
-    sample = _sampler(sigma, check_positive_int(recipe["batch"], "batch"),
+    sample = training_sampler(sigma, check_positive_int(recipe["batch"], "batch"),
                       check_positive_int(recipe["patch"], "patch"), device)
     g = make_generator(seed, "cpu")
     model.train()
@@ -128,7 +132,8 @@ def train_denoiser(model: torch.nn.Module, method: str, sigma: float, recipe: di
             raise ValueError(f"steps {steps} < stages x greedy_steps = {greedy * model.stages}")
         history = train_greedy_then_joint(model, sample, greedy, joint, lr=recipe["lr"],
                                           joint_lr=recipe["joint_lr"], generator=g,
-                                          checkpoint_dir=checkpoint_dir, resume=True, progress=progress)
+                                          checkpoint_dir=checkpoint_dir, resume=True, progress=progress,
+                                          callback=callback)
     else:
         def loss_fn(step):
             noisy, clean = sample(g)
@@ -146,7 +151,7 @@ def reference_loss(model: torch.nn.Module, sigma: float, recipe: dict) -> float:
     """Mean squared error of ``model`` on ``CHECK_BATCHES`` fixed training batches (the recipe's
     batch and patch size, patches and noise drawn from seed ``CHECK_SEED``): a deterministic
     fingerprint of weights + data pipeline that the record stores."""
-    sample = _sampler(sigma, recipe["batch"], recipe["patch"], "cpu")
+    sample = training_sampler(sigma, recipe["batch"], recipe["patch"], "cpu")
     g = make_generator(CHECK_SEED, "cpu")
     model.eval()
     with torch.no_grad():
