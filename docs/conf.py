@@ -156,7 +156,7 @@ def write_cli_help(out: Path) -> None:
     from dlpde.cli import main
 
     out.mkdir(parents=True, exist_ok=True)
-    for command in ("", "list", "run", "sweep", "sweep-plot", "cite", "tour"):
+    for command in ("", "list", "run", "sweep", "sweep-plot", "cite", "tour", "denoise"):
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
             main([command, "--help"] if command else ["--help"])

@@ -47,3 +47,10 @@ def test_warm_from_zero_trains_every_sigma_from_scratch(tmp_path):
 def test_warm_from_must_be_one_of_the_sigmas():
     with pytest.raises(ValueError, match="warm_from"):
         denoise.Config(sigmas=(15.0,), warm_from=25.0)
+
+
+def test_training_curves_count_steps_across_trd_phases():
+    history = [{"step": 5, "loss": 1.0, "phase": "greedy1"}, {"step": 10, "loss": 0.5, "phase": "greedy1"},
+               {"step": 10, "loss": 0.4, "phase": "greedy2"}, {"step": 4, "loss": 0.3, "phase": "joint"}]
+    assert denoise._global_steps(history) == [(5, 1.0), (10, 0.5), (20, 0.4), (24, 0.3)]
+    assert denoise._global_steps([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]) == [(1, 2.0), (2, 1.0)]

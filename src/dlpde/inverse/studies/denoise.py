@@ -159,6 +159,18 @@ def _order(config: Config) -> list[float]:
     return sorted(config.sigmas, key=lambda s: s != config.warm_from)
 
 
+def _global_steps(history: list[dict]) -> list[tuple[int, float]]:
+    """(step counted over all phases, loss) of a training history whose rows may restart their
+    step count in each phase (TRD's greedy stages, then the joint phase)."""
+    out, offset, last, phase = [], 0, 0, None
+    for row in history:
+        if row.get("phase") != phase:
+            offset, phase = offset + last, row.get("phase")
+        last = row["step"]
+        out.append((offset + row["step"], row["loss"]))
+    return out
+
+
 def _train_chain(config: Config, method: str, checkpoint_dir: str, device) -> dict:
     """Train one learned method (``"TRD"``, ``"DnCNN"``, ``"UNet"``) at every sigma, from
     scratch at ``warm_from`` and warm-started from those weights elsewhere; per-sigma results
@@ -195,7 +207,7 @@ def _train_chain(config: Config, method: str, checkpoint_dir: str, device) -> di
         thin = max(1, len(history) // 200)
         out[sigma] = {"images": _evaluate(model, clean, noisy, device),
                       "final_loss": history[-1]["loss"] if history else float("nan"),
-                      "loss_curve": [(k, row["loss"]) for k, row in enumerate(history)][::thin],
+                      "loss_curve": _global_steps(history)[::thin],
                       "cpu_seconds": seconds, "warm_started": warm,
                       **({"psnr_by_stage_greedy": per_stage} if per_stage else {})}
     return out
@@ -346,7 +358,8 @@ def run(config: Config, run_dir) -> dict:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         run_dir.save_figure(fig, "training_curves", caption="Training loss (mean squared error on the "
-                            "batch) of the networks trained in the run, per noise level.")
+                            "batch) of the networks trained in the run, per noise level (TRD: a jump at "
+                            "each new greedy stage and at the joint phase).")
 
     sigma = 25.0 if 25.0 in config.sigmas else config.sigmas[0]
     clean, noisy = _test_set(config, sigma)
@@ -365,8 +378,12 @@ _QUICK = Config(sigmas=(25.0,), test_images=("camera",),
                 methods=("TRD", "TRD-diffusion", "UNet", "TRD-pretrained", "TV"), stages=3,
                 greedy_steps=60, trd_steps=(240, 0), unet_steps=(300, 0), diffusion_steps=100,
                 tv_evaluations=6)
-# Full: about 21 minutes on 2 cores (measured below in the closing note); every learned target
-# is trained in the run, from scratch at sigma 25 and warm-started at 15 and 50.
+# Full: 1044 s wall, 2068 s CPU on 2 cores (--engine local --workers 2). Measured PSNR of the
+# networks trained in the run, camera / astronaut, against best-weight TV and BM3D:
+#   sigma 15: TRD 31.24 / 32.83, DnCNN 31.40 / 33.02, U-Net 31.31 / 32.37; TV 30.95 / 31.67
+#   sigma 25: TRD 29.30 / 30.17, DnCNN 29.21 / 30.02, U-Net 29.12 / 29.50; TV 28.87 / 29.06,
+#             BM3D 29.85 / 31.24
+#   sigma 50: TRD 27.09 / 26.80, DnCNN 26.90 / 26.65, U-Net 26.82 / 26.28; TV 26.59 / 25.87
 _FULL = Config()
 _PAPER = Config(stages=5, filter_size=7, greedy_steps=2000, trd_steps=(12000, 4000), diffusion_steps=4000,
                 dncnn_steps=(20000, 10000), unet_steps=(20000, 10000), dncnn_depth=17, dncnn_width=64,
