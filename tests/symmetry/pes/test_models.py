@@ -156,7 +156,10 @@ def test_moment_invariants_are_full_contractions():
 
 def test_linear_fit_recovers_a_moment_tensor_teacher(cu13):
     """Least squares on energies and forces of a linear MTP reproduces it exactly (to 1e-6
-    relative: the normal equations square the condition number of the design)."""
+    relative: the normal equations square the condition number of the design). The final loss
+    sits at round-off, which varies with the threads (measured 0.0 on 2 threads, 1.6e-16 on 1,
+    against a mean squared energy of 2.6e4), so its
+    bound is 1e-14; the relative errors below are the sharp check."""
     teacher = MomentTensorPotential((29,), cutoff=5.0, min_distance=2.0, level_max=12)
     with torch.no_grad():
         generator = torch.Generator().manual_seed(5)
@@ -166,7 +169,7 @@ def test_linear_fit_recovers_a_moment_tensor_teacher(cu13):
     data = type(cu13)(cu13.positions, cu13.species, energies, forces, None, dict(cu13.parameters))
     student = MomentTensorPotential((29,), cutoff=5.0, min_distance=2.0, level_max=12)
     history = fit_potential(student, data, ridge=0.0)
-    assert history[-1]["loss"] < 1e-16
+    assert history[-1]["loss"] < 1e-14
     errors = evaluate_potential(student, data)
     assert errors["energy_mae"] < 1e-6 * float(energies.abs().mean())
     assert errors["force_mae"] < 1e-6 * float(forces.abs().mean())
