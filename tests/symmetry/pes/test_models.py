@@ -158,8 +158,8 @@ def test_linear_fit_recovers_a_moment_tensor_teacher(cu13):
     """Least squares on energies and forces of a linear MTP reproduces it exactly (to 1e-6
     relative: the normal equations square the condition number of the design). The final loss
     sits at round-off, which varies with the threads (measured 0.0 on 2 threads, 1.6e-16 on 1,
-    against a mean squared energy of 2.6e4), so its
-    bound is 1e-14; the relative errors below are the sharp check."""
+    against a mean squared energy of 2.6e4), so its bound is 1e-14; the relative errors below
+    are the sharp check."""
     teacher = MomentTensorPotential((29,), cutoff=5.0, min_distance=2.0, level_max=12)
     with torch.no_grad():
         generator = torch.Generator().manual_seed(5)

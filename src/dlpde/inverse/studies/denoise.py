@@ -178,17 +178,14 @@ def _train_chain(config: Config, method: str, checkpoint_dir: str, device) -> di
     resumed run skips what finished."""
     key = method.lower()
     steps = {"trd": config.trd_steps, "dncnn": config.dncnn_steps, "unet": config.unet_steps}[key]
-    model = build_denoiser(key, _architecture(config, key),
-                           generator=make_generator(config.seed, "cpu")).to(device)
     scratch_state = None
     out = {}
     for sigma in _order(config):
         warm = bool(config.warm_from) and sigma != config.warm_from
+        model = build_denoiser(key, _architecture(config, key),
+                               generator=make_generator(config.seed, "cpu")).to(device)
         if warm:
             model.load_state_dict(scratch_state)
-        elif scratch_state is not None:  # warm_from = 0: every sigma from a fresh start
-            model = build_denoiser(key, _architecture(config, key),
-                                   generator=make_generator(config.seed, "cpu")).to(device)
         clean, noisy = _test_set(config, sigma)
         per_stage = []
 
