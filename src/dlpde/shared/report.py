@@ -619,7 +619,9 @@ def study_report_markdown(study, config: Mapping, metrics: Mapping, sections, fi
 
 
 def cpu_seconds() -> float:
-    """CPU seconds (user + system) of this process and of its finished child processes."""
+    """CPU seconds (user + system) of this process and of its finished child processes (the
+    workers of a local engine). ``getrusage`` counts in microseconds; ``os.times`` counts clock
+    ticks (10 ms), too coarse for a short attempt of a resumed run."""
     try:
         import resource
     except ImportError:  # not on POSIX

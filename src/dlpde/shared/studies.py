@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .checks import check_callable
 from .citations import cite
+from .report import cpu_seconds
 from .runs import (
     CorruptRunFolderError,
     RunDir,
@@ -223,13 +224,6 @@ def _check_device(device) -> None:
         raise ConfigError(f"device={device!r}: {error}") from None
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its finished child processes (the workers of a local
-    engine), user plus system."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
 def _next_folder(base: Path, resume: bool) -> Path:
     candidates = [base] + sorted(base.parent.glob(base.name + "-*"),
                                  key=lambda p: int(p.name.rsplit("-", 1)[1])
@@ -313,11 +307,11 @@ def execute(study: Study, preset: str = "quick", overrides=(), seed: int = 0,
                 spent.update({k: saved[k] for k in spent if isinstance(saved.get(k), (int, float))})
     atomic_write_json(config_json, path / "config.json")
     atomic_write_json(environment_info(resolved, config.seed), path / "env.json")
-    wall, cpu = time.perf_counter(), _cpu_seconds()
+    wall, cpu = time.perf_counter(), cpu_seconds()
 
     def account():  # time of every attempt adds up: a resumed run reports its whole cost
         return {"seconds": spent["seconds"] + time.perf_counter() - wall,
-                "cpu_seconds": spent["cpu_seconds"] + _cpu_seconds() - cpu,
+                "cpu_seconds": spent["cpu_seconds"] + cpu_seconds() - cpu,
                 "attempts": spent["attempts"] + 1}
 
     try:
